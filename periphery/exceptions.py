@@ -1,0 +1,54 @@
+"""Errors raised by the periphery agent.
+
+::
+
+    PeripheryError
+    ├── ConfigError            the agent's TOML config is unusable (names file, key, problem)
+    ├── ForbiddenPath          a path would leave root_directory (``..``, absolute, symlink)
+    ├── CommandFailed          a command could not be started or ended badly
+    │   └── CommandTimeout     a command ran past its timeout; its process group was killed
+    └── DeployError            a deploy step failed (checkout, pre-deploy, deploy, health)
+        ├── CheckoutError
+        ├── PreDeployFailed
+        └── HealthGateFailed
+
+Each carries a message meant for a person: what went wrong and where.
+"""
+
+from __future__ import annotations
+
+
+class PeripheryError(Exception):
+    """Base of every error the periphery raises on purpose."""
+
+
+class ConfigError(PeripheryError):
+    """The config file is missing, malformed, or has a bad value."""
+
+
+class ForbiddenPath(PeripheryError):
+    """A path resolves outside the agent's root directory."""
+
+
+class CommandFailed(PeripheryError):
+    """A command could not be started, or ended with a failure."""
+
+
+class CommandTimeout(CommandFailed):
+    """A command ran past its deadline and was killed."""
+
+
+class DeployError(PeripheryError):
+    """A step of a stack deploy failed."""
+
+
+class CheckoutError(DeployError):
+    """The repository could not be fetched or checked out at the commit."""
+
+
+class PreDeployFailed(DeployError):
+    """The stack's pre-deploy command exited non-zero or timed out."""
+
+
+class HealthGateFailed(DeployError):
+    """The stack did not become healthy within its timeout."""
