@@ -1,0 +1,168 @@
+"""The agent process: listen for the core on ``/ws``, or dial the core, or both.
+
+Every connection is authenticated by ``protocol.transport.Acceptor`` / ``dial`` before one
+frame of a command is decoded; then a ``PeripheryChannel`` serves it with the ``Dispatcher``.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+import aiohttp
+import anyio
+import anyio.abc
+from aiohttp import web
+
+from periphery.config import LoadedConfig
+from periphery.handlers import Dispatcher
+from periphery.handlers.health import software_version
+from protocol.backoff import Backoff
+from protocol.handshake import Peer
+from protocol.keys import PublicKey
+from protocol.messages import Role
+from protocol.ratelimit import AuthFailureLimiter
+from protocol.transport import (
+    Acceptor,
+    DialFailed,
+    PeripheryChannel,
+    cert_sha256_from_pem,
+    describe,
+    dial,
+)
+
+log = logging.getLogger(__name__)
+
+CORE_PATH = "/ws/periphery"
+
+
+class Agent:
+    def __init__(self, config: LoadedConfig) -> None:
+        self.config = config
+        self.dispatcher = Dispatcher(config)
+        self.software = f"stackward {software_version()}"
+        core_keys = config.core_keys
+        tls_hash = cert_sha256_from_pem(config.tls_cert.read_bytes()) if config.tls_cert else b""
+
+        def authorize(role: Role, name: str, key: PublicKey) -> bool:
+            return role is Role.CORE and any(key == trusted for trusted in core_keys)
+
+        self.acceptor = Acceptor(
+            private_key=config.private_key,
+            role=Role.PERIPHERY,
+            authorize=authorize,
+            settings=config.channel,
+            tls_cert_sha256=tls_hash,
+            software=self.software,
+            limiter=AuthFailureLimiter(
+                limit=config.raw.auth_failure_limit, window=config.raw.auth_failure_window
+            ),
+        )
+        self.connections = 0
+
+    # ---------------------------------------------------------------------------- listening
+
+    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        ws, peer = await self.acceptor.accept(request)
+        if peer is not None:
+            await self._serve(ws, peer)
+        return ws
+
+    async def _serve(self, ws: Any, peer: Peer) -> None:
+        channel = PeripheryChannel(ws, peer, self.config.channel, self.dispatcher)
+        self.connections += 1
+        log.info("serving %s", describe(peer))
+        try:
+            await channel.run()
+        finally:
+            self.connections -= 1
+            log.info("%s disconnected: %s", describe(peer), channel.close_reason or "closed")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_get("/ws", self._ws_handler)
+        return app
+
+    def _server_ssl(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None or self.config.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
+
+    async def _listen(self, task_status: anyio.abc.TaskStatus[str]) -> None:
+        assert self.config.listen_port is not None
+        runner = web.AppRunner(
+            self.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        site = web.TCPSite(
+            runner,
+            self.config.listen_host,
+            self.config.listen_port,
+            ssl_context=self._server_ssl(),
+        )
+        try:
+            await site.start()
+            server = site._server
+            assert server is not None
+            sockets = getattr(server, "sockets", None) or []
+            host, port = sockets[0].getsockname()[:2]
+            scheme = "wss" if self.config.tls_cert else "ws"
+            url = f"{scheme}://{host}:{port}/ws"
+            log.info("periphery listening on %s", url)
+            task_status.started(url)
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+
+    # ------------------------------------------------------------------------------ dialing
+
+    async def _dial_core(self, task_status: anyio.abc.TaskStatus[None]) -> None:
+        raw = self.config.raw
+        url = raw.core_address.rstrip("/")
+        if not url.endswith(CORE_PATH):
+            url += CORE_PATH
+        backoff = Backoff(initial=raw.reconnect_initial_delay, maximum=raw.reconnect_max_delay)
+        ssl_context: ssl.SSLContext | bool = (
+            ssl.create_default_context() if raw.core_tls_verify else False
+        )
+        task_status.started()
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    ws, peer = await dial(
+                        session,
+                        url,
+                        private_key=self.config.private_key,
+                        role=Role.PERIPHERY,
+                        trusted_keys=self.config.core_keys,
+                        name=raw.server_name,
+                        settings=self.config.channel,
+                        ssl_context=ssl_context,
+                        software=self.software,
+                    )
+                except DialFailed as exc:
+                    delay = backoff.next_delay()
+                    log.warning("%s; retrying in %.1fs", exc, delay)
+                    await anyio.sleep(delay)
+                    continue
+                backoff.reset()
+                log.info("connected to the core at %s as %r", url, raw.server_name)
+                await self._serve(ws, peer)
+                delay = backoff.next_delay()
+                await anyio.sleep(delay)
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until cancelled. ``task_status`` gets the listening URL (or "")."""
+        async with anyio.create_task_group() as tg:
+            url = ""
+            if self.config.listen_port is not None:
+                url = await tg.start(self._listen)
+            if self.config.raw.core_address:
+                await tg.start(self._dial_core)
+            task_status.started(url)

@@ -1,0 +1,195 @@
+"""Every message that crosses the agent channel, as frozen msgspec Structs in tagged unions.
+
+Two phases share one websocket:
+
+1. The handshake (``handshake.py`` holds its logic). The dialer (client) and the listener
+   (server) each have their own message union, so each side has one decoder for what it may
+   receive: ``ClientHandshakeMessage`` and ``ServerHandshakeMessage``.
+2. The channel. Frames are typed by direction, not by who dialed: ``CoreFrame`` travels from
+   the core to a periphery, ``PeripheryFrame`` from a periphery to the core.
+
+Rules for changing this module: a new field gets a default (old peers omit it, old decoders
+ignore it); a new command or frame type gets a new tag; ``PROTOCOL_VERSION`` moves only for a
+change an old peer cannot survive. Dispatch is by ``match`` on the decoded type, never by a name
+taken from the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+"""Carried in both hellos; peers with different versions do not authenticate."""
+
+
+class Role(enum.Enum):
+    CORE = "core"
+    PERIPHERY = "periphery"
+
+
+class Stream(enum.IntEnum):
+    STDOUT = 1
+    STDERR = 2
+
+
+class ErrorCode(enum.Enum):
+    """Typed failure reasons, stable on the wire."""
+
+    BAD_FRAME = "bad_frame"  # a frame could not be decoded, or is of an unknown type
+    UNEXPECTED_FRAME = "unexpected_frame"  # decodable but not valid here (e.g. Cancel of nothing)
+    BUSY = "busy"  # too many requests in flight
+    DUPLICATE_ID = "duplicate_id"  # a request id already in flight
+    FORBIDDEN_PATH = "forbidden_path"  # a path would leave the agent's root directory
+    BAD_REQUEST = "bad_request"  # a command's arguments are unusable
+    SPAWN_FAILED = "spawn_failed"  # the program could not be started
+    TIMEOUT = "timeout"  # the command ran past its timeout and was killed
+    CANCELLED = "cancelled"  # the request was cancelled and its processes killed
+    FAILED = "failed"  # the operation ran and failed (the message says how)
+    INTERNAL = "internal"  # a bug on the answering side
+
+
+# ---------------------------------------------------------------------------------- handshake
+
+
+class _Handshake(msgspec.Struct, frozen=True, tag_field="t"):
+    pass
+
+
+class ClientHello(_Handshake, frozen=True, tag="client_hello"):
+    """First message, from the dialer."""
+
+    version: int
+    role: Role
+    nonce: bytes
+    public_key: bytes  # SSH wire encoding of the Ed25519 public key
+    name: str = ""  # the periphery's server name, when a periphery dials the core
+    software: str = ""  # informational, e.g. "stackward 0.1.0"
+
+
+class ServerHello(_Handshake, frozen=True, tag="server_hello"):
+    """The listener's answer to ``ClientHello``."""
+
+    version: int
+    role: Role
+    nonce: bytes
+    public_key: bytes
+    software: str = ""
+
+
+class ClientProof(_Handshake, frozen=True, tag="client_proof"):
+    """The dialer's signature over the transcript; it proves itself first."""
+
+    signature: bytes
+
+
+class ServerProof(_Handshake, frozen=True, tag="server_proof"):
+    """The listener's signature over the transcript, sent only after the client's verified."""
+
+    signature: bytes
+
+
+ClientHandshakeMessage = ClientHello | ClientProof
+ServerHandshakeMessage = ServerHello | ServerProof
+
+
+# ----------------------------------------------------------------------------------- commands
+
+
+class _Command(msgspec.Struct, frozen=True, tag_field="cmd"):
+    pass
+
+
+class Health(_Command, frozen=True, tag="health"):
+    """Report the agent's version, host name and whether a Docker engine answers."""
+
+
+class Echo(_Command, frozen=True, tag="echo"):
+    """Answer ``data`` back as one stdout chunk: the cheapest round trip, for latency checks."""
+
+    data: bytes = b""
+
+
+class Run(_Command, frozen=True, tag="run"):
+    """Run ``argv`` (never through a shell) in ``cwd`` under the agent's root directory."""
+
+    argv: list[str]
+    cwd: str = ""  # relative to root_directory, or absolute inside it; "" is the root itself
+    env: dict[str, str] = {}  # added to the agent's environment; values may be secrets
+    timeout: float = 600.0  # seconds; the process group is killed past it
+
+
+Command = Health | Echo | Run
+
+
+class HealthReport(msgspec.Struct, frozen=True, tag_field="t", tag="health"):
+    version: str
+    protocol: int
+    hostname: str
+    docker: bool
+    docker_version: str = ""
+    docker_error: str = ""
+
+
+ResultValue = HealthReport
+
+
+class ErrorInfo(msgspec.Struct, frozen=True):
+    code: ErrorCode
+    message: str
+
+
+# ------------------------------------------------------------------------------------- frames
+
+
+class _Frame(msgspec.Struct, frozen=True, tag_field="t"):
+    pass
+
+
+class Heartbeat(_Frame, frozen=True, tag="hb"):
+    """Sent by both sides every heartbeat interval; any frame proves the peer alive."""
+
+    seq: int = 0
+
+
+class Error(_Frame, frozen=True, tag="err"):
+    """A typed error about the channel itself (a bad frame), or about a request."""
+
+    code: ErrorCode
+    message: str
+    request_id: int | None = None
+
+
+class Request(_Frame, frozen=True, tag="req"):
+    id: int
+    command: Command
+
+
+class Cancel(_Frame, frozen=True, tag="cancel"):
+    id: int
+
+
+class Output(_Frame, frozen=True, tag="out"):
+    """A chunk of a request's output. ``seq`` counts from 0 per request, without gaps."""
+
+    id: int
+    seq: int
+    stream: Stream
+    data: bytes
+
+
+class Result(_Frame, frozen=True, tag="res"):
+    """The end of a request: an exit code, or a typed error, and maybe a structured value."""
+
+    id: int
+    exit_code: int | None = None
+    error: ErrorInfo | None = None
+    value: ResultValue | None = None
+
+
+CoreFrame = Request | Cancel | Heartbeat | Error
+"""Frames the core sends and the periphery decodes."""
+
+PeripheryFrame = Output | Result | Heartbeat | Error
+"""Frames the periphery sends and the core decodes."""

@@ -1,0 +1,165 @@
+"""Every message type survives encode → decode with the decoder of its direction."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol import codec, messages
+from protocol.exceptions import FrameError
+
+small_text = st.text(max_size=40)
+small_bytes = st.binary(max_size=64)
+ids = st.integers(min_value=0, max_value=2**63 - 1)
+
+st.register_type_strategy(str, small_text)
+st.register_type_strategy(bytes, small_bytes)
+
+commands = st.one_of(
+    st.builds(messages.Health),
+    st.builds(messages.Echo, data=small_bytes),
+    st.builds(
+        messages.Run,
+        argv=st.lists(small_text, max_size=5),
+        cwd=small_text,
+        env=st.dictionaries(small_text, small_text, max_size=4),
+        timeout=st.floats(min_value=0.001, max_value=1e6),
+    ),
+)
+error_infos = st.builds(
+    messages.ErrorInfo, code=st.sampled_from(messages.ErrorCode), message=small_text
+)
+health_reports = st.builds(
+    messages.HealthReport,
+    version=small_text,
+    protocol=st.integers(0, 1000),
+    hostname=small_text,
+    docker=st.booleans(),
+    docker_version=small_text,
+    docker_error=small_text,
+)
+heartbeats = st.builds(messages.Heartbeat, seq=ids)
+errors = st.builds(
+    messages.Error,
+    code=st.sampled_from(messages.ErrorCode),
+    message=small_text,
+    request_id=st.none() | ids,
+)
+core_frames = st.one_of(
+    st.builds(messages.Request, id=ids, command=commands),
+    st.builds(messages.Cancel, id=ids),
+    heartbeats,
+    errors,
+)
+periphery_frames = st.one_of(
+    st.builds(
+        messages.Output,
+        id=ids,
+        seq=ids,
+        stream=st.sampled_from(messages.Stream),
+        data=st.binary(max_size=256),
+    ),
+    st.builds(
+        messages.Result,
+        id=ids,
+        exit_code=st.none() | st.integers(-255, 255),
+        error=st.none() | error_infos,
+        value=st.none() | health_reports,
+    ),
+    heartbeats,
+    errors,
+)
+nonces = st.binary(min_size=32, max_size=32)
+roles = st.sampled_from(messages.Role)
+client_handshake = st.one_of(
+    st.builds(
+        messages.ClientHello,
+        version=st.integers(0, 2**31),
+        role=roles,
+        nonce=nonces,
+        public_key=small_bytes,
+        name=small_text,
+        software=small_text,
+    ),
+    st.builds(messages.ClientProof, signature=st.binary(min_size=64, max_size=64)),
+)
+server_handshake = st.one_of(
+    st.builds(
+        messages.ServerHello,
+        version=st.integers(0, 2**31),
+        role=roles,
+        nonce=nonces,
+        public_key=small_bytes,
+        software=small_text,
+    ),
+    st.builds(messages.ServerProof, signature=st.binary(min_size=64, max_size=64)),
+)
+
+
+@given(core_frames)
+def test_core_frames_round_trip(frame: msgspec.Struct) -> None:
+    assert codec.core_frame_decoder().decode(codec.encode(frame)) == frame
+
+
+@given(periphery_frames)
+def test_periphery_frames_round_trip(frame: msgspec.Struct) -> None:
+    assert codec.periphery_frame_decoder().decode(codec.encode(frame)) == frame
+
+
+@given(client_handshake)
+def test_client_handshake_round_trip(message: msgspec.Struct) -> None:
+    assert codec.client_handshake_decoder().decode(codec.encode(message)) == message
+
+
+@given(server_handshake)
+def test_server_handshake_round_trip(message: msgspec.Struct) -> None:
+    assert codec.server_handshake_decoder().decode(codec.encode(message)) == message
+
+
+def test_every_message_type_is_covered() -> None:
+    """A new message type must be added to the strategies above."""
+    frames = {t.__name__ for t in (*messages.CoreFrame.__args__, *messages.PeripheryFrame.__args__)}
+    assert frames == {"Request", "Cancel", "Heartbeat", "Error", "Output", "Result"}
+    assert {t.__name__ for t in messages.Command.__args__} == {"Health", "Echo", "Run"}
+
+
+def test_a_frame_of_the_other_direction_is_refused() -> None:
+    output = messages.Output(id=1, seq=0, stream=messages.Stream.STDOUT, data=b"x")
+    with pytest.raises(FrameError, match="invalid core frame"):
+        codec.core_frame_decoder().decode(codec.encode(output))
+
+
+def test_unknown_frame_type_is_a_frame_error() -> None:
+    data = msgspec.msgpack.encode({"t": "launch_missiles", "id": 1})
+    with pytest.raises(FrameError, match="launch_missiles"):
+        codec.core_frame_decoder().decode(data)
+
+
+def test_unknown_command_is_a_frame_error() -> None:
+    data = msgspec.msgpack.encode({"t": "req", "id": 1, "command": {"cmd": "rm_rf"}})
+    with pytest.raises(FrameError, match="rm_rf"):
+        codec.core_frame_decoder().decode(data)
+
+
+def test_garbage_is_a_frame_error() -> None:
+    with pytest.raises(FrameError, match="malformed"):
+        codec.core_frame_decoder().decode(b"\xc1\xff\x00garbage")
+
+
+def test_frame_over_the_cap_is_refused_before_decoding() -> None:
+    decoder = codec.periphery_frame_decoder(max_bytes=1024)
+    frame = messages.Output(id=1, seq=0, stream=messages.Stream.STDOUT, data=b"x" * 2000)
+    with pytest.raises(FrameError, match="exceeds the cap of 1024"):
+        decoder.decode(codec.encode(frame))
+
+
+def test_new_fields_with_defaults_are_ignored_by_old_decoders() -> None:
+    data = msgspec.msgpack.encode({"t": "cancel", "id": 7, "reason": "added in a later version"})
+    assert codec.core_frame_decoder().decode(data) == messages.Cancel(id=7)
+
+
+def test_hello_carries_the_protocol_version() -> None:
+    assert "version" in messages.ClientHello.__struct_fields__
+    assert "version" in messages.ServerHello.__struct_fields__
