@@ -6,6 +6,7 @@ kills it and everything it started: SIGTERM to the group, SIGKILL after a grace 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -21,7 +22,9 @@ from periphery.exceptions import CommandFailed, CommandTimeout
 log = logging.getLogger(__name__)
 
 Sink = Callable[[bytes], Awaitable[None]]
-READ_CHUNK = 64 * 1024
+PIPE_BYTES = 1024 * 1024  # pipe capacity asked of the kernel: fewer, larger reads
+READ_CHUNK = PIPE_BYTES
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 def _kill_group(pid: int, sig: signal.Signals) -> None:
@@ -36,14 +39,28 @@ def _kill_group(pid: int, sig: signal.Signals) -> None:
             pass
 
 
-async def _pump(stream: anyio.abc.ByteReceiveStream | None, sink: Sink) -> None:
-    if stream is None:
-        return
+def _pipe() -> tuple[int, int]:
+    """A pipe whose read end is ours (non-blocking) and whose write end goes to the child."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
-        while True:
-            await sink(await stream.receive(READ_CHUNK))
-    except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        fcntl.fcntl(read_end, _F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:  # over /proc/sys/fs/pipe-max-size: keep the default
         pass
+    os.set_blocking(read_end, False)
+    return read_end, write_end
+
+
+async def _pump(fd: int, sink: Sink) -> None:
+    """Read ``fd`` until EOF, handing each chunk to ``sink`` as it arrives."""
+    while True:
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            await anyio.wait_readable(fd)
+            continue
+        if not data:
+            return
+        await sink(data)
 
 
 async def _terminate(process: anyio.abc.Process, grace: float) -> None:
@@ -77,33 +94,43 @@ async def run_streaming(
     so its pipes close)."""
     if not argv:
         raise CommandFailed("empty argv: nothing to run")
+    out_read, out_write = _pipe()
+    err_read, err_write = _pipe()
     try:
-        process = await anyio.open_process(
-            list(argv),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise CommandFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
-    timed_out = False
-    try:
-        with anyio.move_on_after(time_limit) as deadline:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_pump, process.stdout, stdout)
-                tg.start_soon(_pump, process.stderr, stderr)
-                await process.wait()
-                _kill_group(process.pid, signal.SIGKILL)
-        timed_out = deadline.cancelled_caught
-    finally:
-        if process.returncode is None or timed_out:
+        try:
+            process = await anyio.open_process(
+                list(argv),
+                cwd=cwd,
+                env=dict(env) if env is not None else None,
+                stdin=subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=err_write,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise CommandFailed(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        timed_out = False
+        try:
+            with anyio.move_on_after(time_limit) as deadline:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_pump, out_read, stdout)
+                    tg.start_soon(_pump, err_read, stderr)
+                    await process.wait()
+                    # What the program left running in its group dies with it (its pipes close).
+                    _kill_group(process.pid, signal.SIGKILL)
+            timed_out = deadline.cancelled_caught
+        finally:
+            if process.returncode is None or timed_out:
+                with anyio.CancelScope(shield=True):
+                    await _terminate(process, kill_grace)
             with anyio.CancelScope(shield=True):
-                await _terminate(process, kill_grace)
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
+                await process.aclose()
+    finally:
+        os.close(out_read)
+        os.close(err_read)
     if timed_out:
         raise CommandTimeout(f"{argv[0]!r} ran past its timeout of {time_limit:g}s and was killed")
     assert process.returncode is not None

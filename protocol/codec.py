@@ -6,7 +6,7 @@ Pure: bytes in, typed messages out. Every decode failure, whatever msgspec raise
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -57,16 +57,48 @@ class FrameDecoder(Generic[T]):
             raise FrameError(f"malformed {self.what}: {exc}") from exc
 
 
-def core_frame_decoder(max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> FrameDecoder[CoreFrame]:
+class BatchDecoder(Generic[T]):
+    """Decodes a websocket message holding one frame, or a msgpack array of frames (a batch).
+
+    Always returns a list, so the channel handles both the same way.
+    """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, union: Any, max_bytes: int, what: str) -> None:
+        self._inner: FrameDecoder[T | list[T]] = FrameDecoder(
+            union | list[union],
+            max_bytes,
+            what,
+        )
+
+    def decode(self, data: bytes) -> list[T]:
+        decoded = self._inner.decode(data)
+        return decoded if isinstance(decoded, list) else [decoded]
+
+
+def batch(frames: list[bytes]) -> bytes:
+    """A msgpack array of already-encoded frames, without decoding or re-encoding them."""
+    count = len(frames)
+    if count < 16:
+        header = bytes((0x90 | count,))
+    elif count < 0x10000:
+        header = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + count.to_bytes(4, "big")
+    return header + b"".join(frames)
+
+
+def core_frame_decoder(max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> BatchDecoder[CoreFrame]:
     """What a periphery uses to read the core's frames."""
-    return FrameDecoder(CoreFrame, max_bytes, "core frame")  # type: ignore[arg-type]
+    return BatchDecoder(CoreFrame, max_bytes, "core frame")
 
 
 def periphery_frame_decoder(
     max_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-) -> FrameDecoder[PeripheryFrame]:
+) -> BatchDecoder[PeripheryFrame]:
     """What the core uses to read a periphery's frames."""
-    return FrameDecoder(PeripheryFrame, max_bytes, "periphery frame")  # type: ignore[arg-type]
+    return BatchDecoder(PeripheryFrame, max_bytes, "periphery frame")
 
 
 def client_handshake_decoder() -> FrameDecoder[ClientHandshakeMessage]:

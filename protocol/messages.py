@@ -106,7 +106,8 @@ class Health(_Command, frozen=True, tag="health"):
 
 
 class Echo(_Command, frozen=True, tag="echo"):
-    """Answer ``data`` back as one stdout chunk: the cheapest round trip, for latency checks."""
+    """Answer ``data`` back in the result (``EchoReply``): the cheapest round trip, answered
+    without starting a task, for liveness and latency checks."""
 
     data: bytes = b""
 
@@ -132,7 +133,11 @@ class HealthReport(msgspec.Struct, frozen=True, tag_field="t", tag="health"):
     docker_error: str = ""
 
 
-ResultValue = HealthReport
+class EchoReply(msgspec.Struct, frozen=True, tag_field="t", tag="echo"):
+    data: bytes
+
+
+ResultValue = HealthReport | EchoReply
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
@@ -148,9 +153,12 @@ class _Frame(msgspec.Struct, frozen=True, tag_field="t"):
 
 
 class Heartbeat(_Frame, frozen=True, tag="hb"):
-    """Sent by both sides every heartbeat interval; any frame proves the peer alive."""
+    """Sent by each side every heartbeat interval, and answered at once (``reply=True``), so
+    each side hears from a live peer at its own interval whatever the peer's setting. Any
+    frame proves the peer alive."""
 
     seq: int = 0
+    reply: bool = False
 
 
 class Error(_Frame, frozen=True, tag="err"):

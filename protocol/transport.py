@@ -15,12 +15,15 @@ over either kind of websocket.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import itertools
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -50,11 +53,13 @@ from protocol.keys import PrivateKey, PublicKey
 from protocol.messages import (
     Cancel,
     Command,
+    CoreFrame,
     Error,
     ErrorCode,
     ErrorInfo,
     Heartbeat,
     Output,
+    PeripheryFrame,
     Request,
     Result,
     ResultValue,
@@ -71,7 +76,10 @@ AUTH_FAILED_REASON = b"authentication failed"
 BAD_FRAMES_CLOSE_CODE = 1002  # protocol error
 DEAD_PEER_CLOSE_CODE = 1001  # going away
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-OUTPUT_CHUNK_BYTES = 256 * 1024
+OUTPUT_CHUNK_BYTES = 1024 * 1024
+_WATCHDOG_PERIOD = 1.0  # how often stuck sends are looked for, at least
+_OUTBOX_FRAMES = 1024  # frames waiting to be written before senders wait
+_OUTBOX_BYTES = 8 * 1024 * 1024  # bytes waiting to be written before senders wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +297,32 @@ async def dial(
 # ----------------------------------------------------------------------------------- channels
 
 
+class _Wakeup:
+    """A one-waiter wakeup on a bare event-loop future: the hot path of every request.
+
+    anyio's ``Event`` costs several microseconds to create; the transport is bound to asyncio
+    through aiohttp anyway. Cancellation works as for any await. A ``set`` with nobody waiting
+    is dropped, so waiters re-check their condition in a loop before waiting.
+    """
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        self._future = future = asyncio.get_running_loop().create_future()
+        try:
+            await future
+        finally:
+            self._future = None
+
+    def set(self) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+
 class _ChannelBase:
     """Heartbeats, the dead-peer watchdog, bounded sends and the close of one websocket."""
 
@@ -298,47 +332,126 @@ class _ChannelBase:
         self.ws = ws
         self.peer = peer
         self.settings = settings
-        self._last_rx = anyio.current_time()
+        self._last_rx = time.monotonic()
+        self._sends_pending = 0
+        self._send_progress = self._last_rx
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        self._writer_busy = False
+        self._writer_wake = _Wakeup()
+        self._outbox_space = _Wakeup()
         self._closed = anyio.Event()
+        self._is_closed = False  # mirrors _closed, cheaper to test on every frame
         self._bad_frames = 0
         self.close_reason = ""
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._is_closed
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    def _coalesce(self) -> bool:
+        """Whether frames should gather in the outbox rather than go out one by one."""
+        return False
+
     async def _send(self, data: bytes) -> None:
-        if self.ws.closed:
-            raise ChannelClosed("the connection is closed")
+        """Send one encoded frame, directly or through the outbox.
+
+        With one request in flight a frame goes straight to the socket (lowest latency). With
+        several, frames gather in the outbox and the writer task sends what gathered as one
+        websocket message, a msgpack array of frames (fewer syscalls and wakeups per frame).
+        Order is kept: once anything waits in the outbox, every frame goes through it.
+        """
+        if self._outbox or self._writer_busy or self._coalesce():
+            await self._enqueue(data)
+        else:
+            await self._send_now(data)
+
+    async def _enqueue(self, data: bytes) -> None:
+        if self._is_closed or self.ws.closed:
+            raise ChannelClosed(self.close_reason or "the connection is closed")
+        self._outbox.append(data)
+        self._outbox_bytes += len(data)
+        self._writer_wake.set()
+        while len(self._outbox) >= _OUTBOX_FRAMES or self._outbox_bytes >= _OUTBOX_BYTES:
+            await self._outbox_space.wait()
+            if self._is_closed:
+                raise ChannelClosed(self.close_reason or "the connection is closed")
+
+    async def _writer(self) -> None:
+        """Drain the outbox, a batch per websocket message; ends when a send fails."""
+        limit = self.settings.max_frame_bytes - 16
+        while True:
+            while not self._outbox:
+                await self._writer_wake.wait()
+            frames, self._outbox, self._outbox_bytes = self._outbox, [], 0
+            self._writer_busy = True
+            self._outbox_space.set()
+            try:
+                start = 0
+                while start < len(frames):
+                    end, size = start, 0
+                    while end < len(frames) and (end == start or size + len(frames[end]) <= limit):
+                        size += len(frames[end])
+                        end += 1
+                    if end - start == 1:
+                        await self._send_now(frames[start])
+                    else:
+                        await self._send_now(codec.batch(frames[start:end]))
+                    start = end
+            finally:
+                self._writer_busy = False
+
+    async def _send_now(self, data: bytes) -> None:
+        # No cancel scope per frame (they cost more than the send): the watchdog in
+        # ``_heartbeat`` closes the socket when a send makes no progress for send_timeout.
+        ws = self.ws
+        if ws.closed:
+            raise ChannelClosed(self.close_reason or "the connection is closed")
+        if not self._sends_pending:
+            self._send_progress = time.monotonic()
+        self._sends_pending += 1
         try:
-            with anyio.fail_after(self.settings.send_timeout):
-                await self.ws.send_bytes(data)
-        except TimeoutError as exc:
-            raise ChannelClosed(f"send blocked for {self.settings.send_timeout}s") from exc
+            await ws.send_bytes(data)
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             raise ChannelClosed(f"send failed: {exc}") from exc
+        finally:
+            self._sends_pending -= 1
+            self._send_progress = time.monotonic()
+
+    async def _run_writer(self, tg: anyio.abc.TaskGroup) -> None:
+        try:
+            await self._writer()
+        except ChannelClosed as exc:
+            self.close_reason = self.close_reason or str(exc)
+        tg.cancel_scope.cancel()
 
     async def _heartbeat(self) -> None:
+        """Send heartbeats; return when the peer went silent or a send is stuck."""
         interval = self.settings.heartbeat_interval
-        next_send = anyio.current_time()
+        next_send = time.monotonic()
         for seq in itertools.count():
-            now = anyio.current_time()
+            now = time.monotonic()
             if now - self._last_rx >= 2 * interval:
                 self.close_reason = f"no frame from the peer for {2 * interval:g}s"
-                log.warning("peer %s is dead: %s", self.peer.public_key, self.close_reason)
+                log.warning("peer %s is dead: %s", describe(self.peer), self.close_reason)
+                return
+            if self._sends_pending and now - self._send_progress >= self.settings.send_timeout:
+                self.close_reason = f"a send made no progress for {self.settings.send_timeout:g}s"
+                log.warning("peer %s is stuck: %s", describe(self.peer), self.close_reason)
                 return
             if now >= next_send:
                 await self._send(codec.encode(Heartbeat(seq=seq)))
                 next_send = now + interval
-            await anyio.sleep(max(0.0, min(next_send, self._last_rx + 2 * interval) - now))
+            wake = min(next_send, self._last_rx + 2 * interval, now + _WATCHDOG_PERIOD)
+            await anyio.sleep(max(0.0, wake - now))
 
     async def _receive_frames(self) -> AsyncIterator[bytes]:
         while True:
             msg = await self.ws.receive()
-            self._last_rx = anyio.current_time()
+            self._last_rx = time.monotonic()
             if msg.type is aiohttp.WSMsgType.BINARY:
                 yield msg.data
             elif msg.type is aiohttp.WSMsgType.TEXT:
@@ -364,7 +477,9 @@ class _ChannelBase:
         return False
 
     async def _shutdown(self) -> None:
+        self._is_closed = True
         self._closed.set()
+        self._outbox_space.set()
         with anyio.move_on_after(self.settings.close_timeout, shield=True):
             await self.ws.close(code=self._close_code, message=self.close_reason.encode()[:120])
 
@@ -378,15 +493,36 @@ class _ChannelBase:
 
 
 class Call:
-    """One request on a ``CoreChannel``: iterate for its output, then read ``result``."""
+    """One request on a ``CoreChannel``: iterate for its output, then read ``result``.
+
+    Output is buffered up to ``ChannelSettings.output_buffer`` chunks; past that the channel's
+    reader waits for this call's consumer (backpressure reaches the periphery through TCP).
+    """
+
+    __slots__ = (
+        "_channel",
+        "id",
+        "_items",
+        "_limit",
+        "_waiter",
+        "_space",
+        "_next_seq",
+        "result",
+        "_failure",
+        "_abandoned",
+    )
 
     def __init__(self, channel: CoreChannel, request_id: int, buffer: int) -> None:
         self._channel = channel
         self.id = request_id
-        self._send, self._receive = anyio.create_memory_object_stream[Output | Result](buffer)
+        self._items: deque[Output | Result] = deque()
+        self._limit = buffer
+        self._waiter = _Wakeup()
+        self._space = _Wakeup()
         self._next_seq = 0
         self.result: Result | None = None
         self._failure: ChannelError | None = None
+        self._abandoned = False
 
     def __aiter__(self) -> Call:
         return self
@@ -394,17 +530,21 @@ class Call:
     async def __anext__(self) -> Output:
         if self.result is not None:
             raise StopAsyncIteration
-        try:
-            item = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise self._failure or ChannelClosed("the channel closed") from None
+        items = self._items
+        while not items:
+            if self._failure is not None:
+                raise self._failure
+            await self._waiter.wait()
+        item = items.popleft()
+        if len(items) < self._limit:
+            self._space.set()
         if isinstance(item, Result):
             self.result = item
             raise StopAsyncIteration
         return item
 
     async def wait(self) -> Result:
-        """Drain the output and return the result; raises on a typed error."""
+        """Drain the output and return the result."""
         async for _ in self:
             pass
         assert self.result is not None
@@ -416,21 +556,27 @@ class Call:
             await self._channel._send(codec.encode(Cancel(id=self.id)))
 
     async def _deliver(self, frame: Output | Result) -> None:
+        if self._abandoned or self._failure is not None:
+            return
         if isinstance(frame, Output):
             if frame.seq != self._next_seq:
                 self._fail(ChannelError(f"output of request {self.id} out of order"))
                 return
             self._next_seq += 1
-        try:
-            await self._send.send(frame)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass  # nobody reads this call any more
-        if isinstance(frame, Result):
-            self._send.close()
+        self._items.append(frame)
+        self._waiter.set()
+        while len(self._items) >= self._limit and not self._abandoned and self._failure is None:
+            await self._space.wait()
 
     def _fail(self, failure: ChannelError) -> None:
         self._failure = failure
-        self._send.close()
+        self._waiter.set()
+        self._space.set()
+
+    def _abandon(self) -> None:
+        self._abandoned = True
+        self._items.clear()
+        self._space.set()
 
     async def __aenter__(self) -> Call:
         return self
@@ -442,12 +588,12 @@ class Call:
         tb: TracebackType | None,
     ) -> None:
         if self.result is None and self._failure is None and not self._channel.closed:
+            self._abandon()
             with anyio.move_on_after(self._channel.settings.close_timeout, shield=True):
                 try:
                     await self.cancel()
                 except ChannelClosed:
                     pass
-        self._receive.close()
         self._channel._forget(self)
 
 
@@ -468,6 +614,7 @@ class CoreChannel(_ChannelBase):
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch, tg)
+                tg.start_soon(self._run_writer, tg)
                 task_status.started()
                 await self._read()
                 tg.cancel_scope.cancel()
@@ -486,29 +633,38 @@ class CoreChannel(_ChannelBase):
     async def _read(self) -> None:
         async for data in self._receive_frames():
             try:
-                frame = self._decoder.decode(data)
+                frames = self._decoder.decode(data)
             except FrameError as exc:
                 if await self._bad_frame(exc):
                     return
                 continue
-            match frame:
-                case Output(id=request_id) | Result(id=request_id):
-                    call = self._calls.get(request_id)
-                    if call is not None:
-                        await call._deliver(frame)
-                case Heartbeat():
-                    pass
-                case Error(request_id=None):
-                    log.warning(
-                        "periphery %s reports: %s: %s",
-                        self.peer.public_key,
-                        frame.code.value,
-                        frame.message,
-                    )
-                case Error(request_id=int(request_id)):
-                    call = self._calls.get(request_id)
-                    if call is not None:
-                        call._fail(RemoteError(frame.code, frame.message))
+            for frame in frames:
+                await self._dispatch(frame)
+
+    async def _dispatch(self, frame: PeripheryFrame) -> None:
+        match frame:
+            case Output(id=request_id) | Result(id=request_id):
+                call = self._calls.get(request_id)
+                if call is not None:
+                    await call._deliver(frame)
+            case Heartbeat(reply=False, seq=seq):
+                await self._send(codec.encode(Heartbeat(seq=seq, reply=True)))
+            case Heartbeat():
+                pass
+            case Error(request_id=None):
+                log.warning(
+                    "periphery %s reports: %s: %s",
+                    self.peer.public_key,
+                    frame.code.value,
+                    frame.message,
+                )
+            case Error(request_id=int(request_id)):
+                call = self._calls.get(request_id)
+                if call is not None:
+                    call._fail(RemoteError(frame.code, frame.message))
+
+    def _coalesce(self) -> bool:
+        return len(self._calls) > 1
 
     def call(self, command: Command) -> _CallContext:
         """``async with channel.call(cmd) as call``: start a request; cancel it on early exit."""
@@ -517,7 +673,10 @@ class CoreChannel(_ChannelBase):
     async def _start(self, command: Command) -> Call:
         if self.closed:
             raise ChannelClosed(self.close_reason or "the channel is closed")
-        await self._slots.acquire()
+        try:
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._slots.acquire()
         request_id = next(self._ids)
         call = Call(self, request_id, self.settings.output_buffer)
         self._calls[request_id] = call
@@ -534,10 +693,17 @@ class CoreChannel(_ChannelBase):
 
     async def request(self, command: Command) -> tuple[Result, list[Output]]:
         """Run a command to its end; return its result and all its output."""
-        async with self.call(command) as call:
-            output = [chunk async for chunk in call]
-            assert call.result is not None
-            return call.result, output
+        call = await self._start(command)
+        output: list[Output] = []
+        try:
+            async for chunk in call:
+                output.append(chunk)
+        except BaseException as exc:
+            await call.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._forget(call)
+        assert call.result is not None
+        return call.result, output
 
 
 class _CallContext:
@@ -605,8 +771,16 @@ class OutputWriter:
         await self.write(Stream.STDERR, data)
 
 
-Handler = Callable[[Command, OutputWriter], Awaitable[Outcome]]
-"""Runs one command for the periphery; cancelled (its scope) when the core cancels."""
+class Handler(Protocol):
+    """What a ``PeripheryChannel`` runs requests with."""
+
+    def inline(self, command: Command) -> Outcome | None:
+        """The outcome of a command answered at once without waiting (no task), else None."""
+        ...
+
+    async def __call__(self, command: Command, out: OutputWriter) -> Outcome:
+        """Run one command in its own task; cancelled (its scope) when the core cancels."""
+        ...
 
 
 class PeripheryChannel(_ChannelBase):
@@ -619,6 +793,7 @@ class PeripheryChannel(_ChannelBase):
         self._decoder = codec.core_frame_decoder(settings.max_frame_bytes)
         self._handler = handler
         self._active: dict[int, anyio.CancelScope] = {}
+        self._in_batch = False
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -627,6 +802,7 @@ class PeripheryChannel(_ChannelBase):
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch, tg)
+                tg.start_soon(self._run_writer, tg)
                 task_status.started()
                 await self._read(tg)
                 tg.cancel_scope.cancel()
@@ -640,25 +816,36 @@ class PeripheryChannel(_ChannelBase):
             self.close_reason = str(exc)
         tg.cancel_scope.cancel()
 
+    def _coalesce(self) -> bool:
+        return self._in_batch or len(self._active) > 1
+
     async def _read(self, tg: anyio.abc.TaskGroup) -> None:
         async for data in self._receive_frames():
             try:
-                frame = self._decoder.decode(data)
+                frames = self._decoder.decode(data)
             except FrameError as exc:
                 if await self._bad_frame(exc):
                     return
                 continue
-            match frame:
-                case Request():
-                    await self._admit(tg, frame)
-                case Cancel(id=request_id):
-                    scope = self._active.get(request_id)
-                    if scope is not None:
-                        scope.cancel()
-                case Heartbeat():
-                    pass
-                case Error():
-                    log.warning("core reports: %s: %s", frame.code.value, frame.message)
+            self._in_batch = len(frames) > 1
+            for frame in frames:
+                await self._dispatch(tg, frame)
+            self._in_batch = False
+
+    async def _dispatch(self, tg: anyio.abc.TaskGroup, frame: CoreFrame) -> None:
+        match frame:
+            case Request():
+                await self._admit(tg, frame)
+            case Cancel(id=request_id):
+                scope = self._active.get(request_id)
+                if scope is not None:
+                    scope.cancel()
+            case Heartbeat(reply=False, seq=seq):
+                await self._send(codec.encode(Heartbeat(seq=seq, reply=True)))
+            case Heartbeat():
+                pass
+            case Error():
+                log.warning("core reports: %s: %s", frame.code.value, frame.message)
 
     async def _admit(self, tg: anyio.abc.TaskGroup, request: Request) -> None:
         refusal: ErrorInfo | None = None
@@ -670,6 +857,10 @@ class PeripheryChannel(_ChannelBase):
             )
         if refusal is not None:
             await self._send(codec.encode(Result(id=request.id, error=refusal)))
+            return
+        outcome = self._handler.inline(request.command)
+        if outcome is not None:
+            await self._send(codec.encode(_result(request.id, outcome)))
             return
         scope = anyio.CancelScope()
         self._active[request.id] = scope
@@ -691,13 +882,16 @@ class PeripheryChannel(_ChannelBase):
             outcome = Outcome(error=ErrorInfo(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}"))
         finally:
             self._active.pop(request.id, None)
-        result = Result(
-            id=request.id, exit_code=outcome.exit_code, error=outcome.error, value=outcome.value
-        )
         try:
-            await self._send(codec.encode(result))
+            await self._send(codec.encode(_result(request.id, outcome)))
         except ChannelClosed:
             pass
+
+
+def _result(request_id: int, outcome: Outcome) -> Result:
+    return Result(
+        id=request_id, exit_code=outcome.exit_code, error=outcome.error, value=outcome.value
+    )
 
 
 def describe(peer: Peer) -> str:

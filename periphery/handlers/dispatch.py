@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from periphery.config import LoadedConfig
 from periphery.handlers import health, run
-from protocol.messages import Command, Echo, Health, Run
+from protocol.messages import Command, Echo, EchoReply, Health, Run
 from protocol.transport import Outcome, OutputWriter
 
 
@@ -14,12 +14,20 @@ class Dispatcher:
     def __init__(self, config: LoadedConfig) -> None:
         self.config = config
 
+    def inline(self, command: Command) -> Outcome | None:
+        match command:
+            case Echo(data=data):
+                return Outcome(exit_code=0, value=EchoReply(data))
+            case _:
+                return None
+
     async def __call__(self, command: Command, out: OutputWriter) -> Outcome:
         match command:
             case Health():
                 return await health.handle(self.config)
-            case Echo(data=data):
-                await out.stdout(data)
-                return Outcome(exit_code=0)
+            case Echo():
+                outcome = self.inline(command)
+                assert outcome is not None
+                return outcome
             case Run():
                 return await run.handle(command, out, self.config)

@@ -106,7 +106,8 @@ async def test_200_idle_unauthenticated_sockets_do_not_stop_a_real_login(
         await ws.send_bytes(codec.encode(Request(id=1, command=Echo(data=b"hi"))))
         with anyio.fail_after(5):
             while not isinstance(
-                reply := codec.periphery_frame_decoder().decode((await ws.receive()).data), Result
+                reply := codec.periphery_frame_decoder().decode((await ws.receive()).data)[-1],
+                Result,
             ):
                 pass
         assert reply.exit_code == 0
@@ -161,7 +162,7 @@ async def test_malformed_frames_after_login_get_typed_errors_then_a_close(
             await ws.send_bytes(frame)
             with anyio.fail_after(5):
                 while True:
-                    reply = decoder.decode((await ws.receive()).data)
+                    reply = decoder.decode((await ws.receive()).data)[0]
                     if isinstance(reply, Error):
                         errors.append(reply)
                         break

@@ -200,7 +200,7 @@ async def test_the_pool_reconnects_after_the_periphery_restarts(
     port = periphery.url.rsplit(":", 1)[1].split("/")[0]
     async with PeripheryPool(core_keys.key, FAST) as pool:
         first = await connect(pool, periphery)
-        assert (await first.request(Echo(data=b"a")))[1][0].data == b"a"
+        assert (await first.request(Echo(data=b"a")))[0].value.data == b"a"
         periphery.stop()
         with anyio.fail_after(5):
             await first.wait_closed()
@@ -210,4 +210,4 @@ async def test_the_pool_reconnects_after_the_periphery_restarts(
         await anyio.to_thread.run_sync(periphery.start_and_wait)
         second = await pool.channel("p1", 10)
         assert second is not first
-        assert (await second.request(Echo(data=b"b")))[1][0].data == b"b"
+        assert (await second.request(Echo(data=b"b")))[0].value.data == b"b"

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from core.pool import PeripheryPool, PoolSettings, ServerEndpoint
 from protocol.exceptions import ChannelError
-from protocol.messages import Echo, Role
+from protocol.messages import Echo, EchoReply, Role
 from protocol.transport import ChannelSettings, DialFailed, dial
 from tests.support.processes import KeyPair
 from tests.support.tls import self_signed
@@ -51,13 +51,13 @@ async def test_a_periphery_dials_the_core_and_is_commanded(
             channel = await pool.channel("nas", 10)
             assert channel.peer.name == "nas"
             result, chunks = await channel.request(Echo(data=b"over the dial-in"))
-            assert chunks[0].data == b"over the dial-in"
+            assert result.value == EchoReply(b"over the dial-in") and chunks == []
 
             # It reconnects by itself when the core drops it.
             await channel.aclose("test drops it")
             again = await pool.channel("nas", 10)
             assert again is not channel
-            assert (await again.request(Echo(data=b"x")))[1][0].data == b"x"
+            assert (await again.request(Echo(data=b"x")))[0].value.data == b"x"
         finally:
             await runner.cleanup()
 
@@ -91,7 +91,7 @@ async def test_wss_with_a_self_signed_certificate(
         pool.set_servers([ServerEndpoint("p1", periphery.keys.public, periphery.url)])
         channel = await pool.channel("p1", 10)
         result, chunks = await channel.request(Echo(data=b"encrypted"))
-        assert chunks[0].data == b"encrypted"
+        assert result.value == EchoReply(b"encrypted")
 
     # Checking the certificate against a CA that signed it works as well...
     context = ssl.create_default_context(cafile=str(cert))

@@ -40,7 +40,7 @@ health_reports = st.builds(
     docker_version=small_text,
     docker_error=small_text,
 )
-heartbeats = st.builds(messages.Heartbeat, seq=ids)
+heartbeats = st.builds(messages.Heartbeat, seq=ids, reply=st.booleans())
 errors = st.builds(
     messages.Error,
     code=st.sampled_from(messages.ErrorCode),
@@ -100,12 +100,36 @@ server_handshake = st.one_of(
 
 @given(core_frames)
 def test_core_frames_round_trip(frame: msgspec.Struct) -> None:
-    assert codec.core_frame_decoder().decode(codec.encode(frame)) == frame
+    assert codec.core_frame_decoder().decode(codec.encode(frame)) == [frame]
 
 
 @given(periphery_frames)
 def test_periphery_frames_round_trip(frame: msgspec.Struct) -> None:
-    assert codec.periphery_frame_decoder().decode(codec.encode(frame)) == frame
+    assert codec.periphery_frame_decoder().decode(codec.encode(frame)) == [frame]
+
+
+@given(st.lists(core_frames, max_size=20))
+def test_batches_of_core_frames_round_trip(frames: list[msgspec.Struct]) -> None:
+    batch = codec.batch([codec.encode(f) for f in frames])
+    assert codec.core_frame_decoder().decode(batch) == frames
+
+
+@given(st.lists(periphery_frames, min_size=15, max_size=20))
+def test_batches_of_periphery_frames_round_trip(frames: list[msgspec.Struct]) -> None:
+    batch = codec.batch([codec.encode(f) for f in frames])
+    assert codec.periphery_frame_decoder().decode(batch) == frames
+
+
+def test_large_batches_use_the_wide_array_headers() -> None:
+    frame = codec.encode(messages.Heartbeat(seq=1))
+    for count in (15, 16, 65535, 65536):
+        assert len(codec.core_frame_decoder().decode(codec.batch([frame] * count))) == count
+
+
+def test_nested_batches_are_refused() -> None:
+    inner = codec.batch([codec.encode(messages.Heartbeat(seq=1))] * 2)
+    with pytest.raises(FrameError):
+        codec.core_frame_decoder().decode(codec.batch([inner]))
 
 
 @given(client_handshake)
@@ -157,7 +181,7 @@ def test_frame_over_the_cap_is_refused_before_decoding() -> None:
 
 def test_new_fields_with_defaults_are_ignored_by_old_decoders() -> None:
     data = msgspec.msgpack.encode({"t": "cancel", "id": 7, "reason": "added in a later version"})
-    assert codec.core_frame_decoder().decode(data) == messages.Cancel(id=7)
+    assert codec.core_frame_decoder().decode(data) == [messages.Cancel(id=7)]
 
 
 def test_hello_carries_the_protocol_version() -> None:
