@@ -37,10 +37,10 @@ def main() -> None:
     app.router.add_get("/echo", echo)
     app.router.add_get("/bulk", bulk)
 
-
     runner_port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    web.run_app(app, host="127.0.0.1", port=runner_port, print=None, access_log=None,
-                handle_signals=True)
+    web.run_app(
+        app, host="127.0.0.1", port=runner_port, print=None, access_log=None, handle_signals=True
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from protocol.exceptions import FrameError
 from protocol.messages import (
     ClientHandshakeMessage,
     CoreFrame,
-    PeripheryFrame,
+    PeripheryFrameView,
     ServerHandshakeMessage,
 )
 
@@ -96,9 +96,9 @@ def core_frame_decoder(max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> BatchDecoder
 
 def periphery_frame_decoder(
     max_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-) -> BatchDecoder[PeripheryFrame]:
-    """What the core uses to read a periphery's frames."""
-    return BatchDecoder(PeripheryFrame, max_bytes, "periphery frame")
+) -> BatchDecoder[PeripheryFrameView]:
+    """What the core uses to read a periphery's frames (output as zero-copy views)."""
+    return BatchDecoder(PeripheryFrameView, max_bytes, "periphery frame")
 
 
 def client_handshake_decoder() -> FrameDecoder[ClientHandshakeMessage]:

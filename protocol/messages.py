@@ -199,5 +199,18 @@ class Result(_Frame, frozen=True, tag="res"):
 CoreFrame = Request | Cancel | Heartbeat | Error
 """Frames the core sends and the periphery decodes."""
 
+class OutputView(_Frame, frozen=True, tag="out"):
+    """``Output`` as the core decodes it: ``data`` is a zero-copy view into the received
+    message (output is the bulk of all traffic; one copy less per chunk)."""
+
+    id: int
+    seq: int
+    stream: Stream
+    data: memoryview
+
+
 PeripheryFrame = Output | Result | Heartbeat | Error
-"""Frames the periphery sends and the core decodes."""
+"""Frames the periphery sends."""
+
+PeripheryFrameView = OutputView | Result | Heartbeat | Error
+"""The same frames as the core decodes them."""

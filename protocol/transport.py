@@ -59,7 +59,8 @@ from protocol.messages import (
     ErrorInfo,
     Heartbeat,
     Output,
-    PeripheryFrame,
+    OutputView,
+    PeripheryFrameView,
     Request,
     Result,
     ResultValue,
@@ -78,6 +79,7 @@ DEAD_PEER_CLOSE_CODE = 1001  # going away
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OUTPUT_CHUNK_BYTES = 1024 * 1024
 _WATCHDOG_PERIOD = 1.0  # how often stuck sends are looked for, at least
+_FLUSH_FRAMES = 16  # a batch this large is sent at once by whoever completed it
 _OUTBOX_FRAMES = 1024  # frames waiting to be written before senders wait
 _OUTBOX_BYTES = 8 * 1024 * 1024  # bytes waiting to be written before senders wait
 
@@ -374,6 +376,12 @@ class _ChannelBase:
             raise ChannelClosed(self.close_reason or "the connection is closed")
         self._outbox.append(data)
         self._outbox_bytes += len(data)
+        if len(self._outbox) >= _FLUSH_FRAMES and not self._writer_busy:
+            # Send a full batch from here rather than waiting for the writer: the peer starts
+            # on it while this side prepares the next one (a pipeline, not lock-step batches).
+            frames, self._outbox, self._outbox_bytes = self._outbox, [], 0
+            await self._send_now(codec.batch(frames))
+            return
         self._writer_wake.set()
         while len(self._outbox) >= _OUTBOX_FRAMES or self._outbox_bytes >= _OUTBOX_BYTES:
             await self._outbox_space.wait()
@@ -515,7 +523,7 @@ class Call:
     def __init__(self, channel: CoreChannel, request_id: int, buffer: int) -> None:
         self._channel = channel
         self.id = request_id
-        self._items: deque[Output | Result] = deque()
+        self._items: deque[OutputView | Result] = deque()
         self._limit = buffer
         self._waiter = _Wakeup()
         self._space = _Wakeup()
@@ -527,7 +535,7 @@ class Call:
     def __aiter__(self) -> Call:
         return self
 
-    async def __anext__(self) -> Output:
+    async def __anext__(self) -> OutputView:
         if self.result is not None:
             raise StopAsyncIteration
         items = self._items
@@ -555,10 +563,10 @@ class Call:
         if self.result is None and not self._channel.closed:
             await self._channel._send(codec.encode(Cancel(id=self.id)))
 
-    async def _deliver(self, frame: Output | Result) -> None:
+    async def _deliver(self, frame: OutputView | Result) -> None:
         if self._abandoned or self._failure is not None:
             return
-        if isinstance(frame, Output):
+        if isinstance(frame, OutputView):
             if frame.seq != self._next_seq:
                 self._fail(ChannelError(f"output of request {self.id} out of order"))
                 return
@@ -641,9 +649,9 @@ class CoreChannel(_ChannelBase):
             for frame in frames:
                 await self._dispatch(frame)
 
-    async def _dispatch(self, frame: PeripheryFrame) -> None:
+    async def _dispatch(self, frame: PeripheryFrameView) -> None:
         match frame:
-            case Output(id=request_id) | Result(id=request_id):
+            case OutputView(id=request_id) | Result(id=request_id):
                 call = self._calls.get(request_id)
                 if call is not None:
                     await call._deliver(frame)
@@ -691,10 +699,10 @@ class CoreChannel(_ChannelBase):
         if self._calls.pop(call.id, None) is not None:
             self._slots.release()
 
-    async def request(self, command: Command) -> tuple[Result, list[Output]]:
+    async def request(self, command: Command) -> tuple[Result, list[OutputView]]:
         """Run a command to its end; return its result and all its output."""
         call = await self._start(command)
-        output: list[Output] = []
+        output: list[OutputView] = []
         try:
             async for chunk in call:
                 output.append(chunk)

@@ -68,7 +68,7 @@ async def test_output_streams_in_order_while_the_command_runs(
         arrivals: list[tuple[float, Stream, bytes]] = []
         async with channel.call(Run(argv=["sh", "-c", script])) as call:
             async for chunk in call:
-                arrivals.append((time.monotonic() - started, chunk.stream, chunk.data))
+                arrivals.append((time.monotonic() - started, chunk.stream, bytes(chunk.data)))
             result = call.result
     assert result is not None and result.exit_code == 7
     stdout = b"".join(d for _, s, d in arrivals if s is Stream.STDOUT)
@@ -88,7 +88,7 @@ async def test_cancel_kills_the_command_and_its_children(
         channel = await connect(pool, periphery)
         async with channel.call(Run(argv=["sh", "-c", script])) as call:
             async for chunk in call:
-                if b"started" in chunk.data:
+                if b"started" in bytes(chunk.data):
                     await call.cancel()
             result = call.result
     assert result is not None and result.error is not None

@@ -103,9 +103,18 @@ def test_core_frames_round_trip(frame: msgspec.Struct) -> None:
     assert codec.core_frame_decoder().decode(codec.encode(frame)) == [frame]
 
 
+def as_decoded(frame: msgspec.Struct) -> msgspec.Struct:
+    """What the core's decoder gives for a frame the periphery sent (output as a view)."""
+    if isinstance(frame, messages.Output):
+        return messages.OutputView(
+            id=frame.id, seq=frame.seq, stream=frame.stream, data=memoryview(frame.data)
+        )
+    return frame
+
+
 @given(periphery_frames)
 def test_periphery_frames_round_trip(frame: msgspec.Struct) -> None:
-    assert codec.periphery_frame_decoder().decode(codec.encode(frame)) == [frame]
+    assert codec.periphery_frame_decoder().decode(codec.encode(frame)) == [as_decoded(frame)]
 
 
 @given(st.lists(core_frames, max_size=20))
@@ -117,7 +126,7 @@ def test_batches_of_core_frames_round_trip(frames: list[msgspec.Struct]) -> None
 @given(st.lists(periphery_frames, min_size=15, max_size=20))
 def test_batches_of_periphery_frames_round_trip(frames: list[msgspec.Struct]) -> None:
     batch = codec.batch([codec.encode(f) for f in frames])
-    assert codec.periphery_frame_decoder().decode(batch) == frames
+    assert codec.periphery_frame_decoder().decode(batch) == [as_decoded(f) for f in frames]
 
 
 def test_large_batches_use_the_wide_array_headers() -> None:
