@@ -58,19 +58,15 @@ async def _exec(args: argparse.Namespace, argv: list[str], env: dict[str, str]) 
     import anyio
 
     from core.exceptions import PeripheryUnavailable
+    from core.keyfiles import read_private_key, read_public_key
     from core.pool import PeripheryPool, PoolSettings, ServerEndpoint
-    from periphery.config import read_public_key
     from protocol.exceptions import BadKey, ChannelError, RemoteError
-    from protocol.keys import parse_private_key
     from protocol.messages import Run, Stream
     from protocol.transport import ChannelSettings, raise_for_result
 
     try:
-        private_key = parse_private_key(args.key.read_bytes())
+        private_key = read_private_key(args.key)
         periphery_key = read_public_key(args.periphery_key, Path.cwd())
-    except OSError as exc:
-        print(f"stackward exec: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
     except BadKey as exc:
         print(f"stackward exec: {exc}", file=sys.stderr)
         return 2

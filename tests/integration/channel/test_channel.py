@@ -211,3 +211,15 @@ async def test_the_pool_reconnects_after_the_periphery_restarts(
         second = await pool.channel("p1", 10)
         assert second is not first
         assert (await second.request(Echo(data=b"b")))[0].value.data == b"b"
+
+
+async def test_a_live_peer_with_a_slower_heartbeat_is_not_declared_dead(
+    core_keys: KeyPair, periphery_factory
+) -> None:  # type: ignore[no-untyped-def]
+    periphery = periphery_factory.start(heartbeat_interval=10.0)
+    settings = PoolSettings(channel=ChannelSettings(heartbeat_interval=0.3))
+    async with PeripheryPool(core_keys.key, settings) as pool:
+        channel = await connect(pool, periphery)
+        result, _ = await channel.request(Run(argv=["sleep", "1.5"]))
+    assert result.exit_code == 0
+    assert not any("dead" in line for line in periphery.lines)
