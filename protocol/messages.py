@@ -47,6 +47,7 @@ class ErrorCode(enum.Enum):
     TIMEOUT = "timeout"  # the command ran past its timeout and was killed
     CANCELLED = "cancelled"  # the request was cancelled and its processes killed
     FAILED = "failed"  # the operation ran and failed (the message says how)
+    STALE_FENCE = "stale_fence"  # a newer deploy of this stack holds the lock; this one is late
     INTERNAL = "internal"  # a bug on the answering side
 
 
@@ -121,7 +122,96 @@ class Run(_Command, frozen=True, tag="run"):
     timeout: float = 600.0  # seconds; the process group is killed past it
 
 
-Command = Health | Echo | Run
+class DeployMode(enum.Enum):
+    SWARM = "swarm"
+    COMPOSE = "compose"
+
+
+class Fence(msgspec.Struct, frozen=True):
+    """The core's lock on one stack: the periphery refuses a token lower than one it has seen
+    for the same key, so a deploy from before a core restart cannot interleave with a newer one."""
+
+    key: str
+    token: int
+
+
+class Checkout(_Command, frozen=True, tag="checkout"):
+    """Check ``repo_url`` out at ``commit`` into ``ROOT/target/commits/SHA`` (through a cached
+    mirror) and switch ``ROOT/target/current`` to it atomically."""
+
+    repo_url: str
+    commit: str
+    target: str  # one directory name under the agent's root, usually the stack's name
+    fence: Fence | None = None
+
+
+class PreDeploy(_Command, frozen=True, tag="pre_deploy"):
+    """``sh -c command`` in ``path`` (relative to the target's checkout, or absolute)."""
+
+    target: str
+    command: str
+    path: str = ""
+    env: dict[str, str] = {}
+    timeout: float = 300.0
+    fence: Fence | None = None
+
+
+class ComposeUp(_Command, frozen=True, tag="compose_up"):
+    """``.env`` from ``env`` in the run directory, pull when ``auto_pull``, then
+    ``docker compose -p project -f FILE… up -d --remove-orphans``."""
+
+    project: str
+    target: str
+    run_directory: str = ""
+    files: list[str] = []
+    env: dict[str, str] = {}
+    auto_pull: bool = True
+    fence: Fence | None = None
+
+
+class SwarmDeploy(_Command, frozen=True, tag="swarm_deploy"):
+    """``docker stack deploy -c FILE… stack`` with ``env`` in the process environment."""
+
+    stack: str
+    target: str
+    run_directory: str = ""
+    files: list[str] = []
+    env: dict[str, str] = {}
+    fence: Fence | None = None
+
+
+class ComposeDown(_Command, frozen=True, tag="compose_down"):
+    project: str
+    fence: Fence | None = None
+
+
+class SwarmRemove(_Command, frozen=True, tag="swarm_remove"):
+    stack: str
+    fence: Fence | None = None
+
+
+class WaitHealthy(_Command, frozen=True, tag="wait_healthy"):
+    """The health gate: wait until the stack or project is healthy, or fail with the reason."""
+
+    mode: DeployMode
+    name: str
+    ignore_services: list[str] = []
+    timeout: float = 300.0
+    fence: Fence | None = None
+
+
+Command = (
+    Health
+    | Echo
+    | Run
+    | Checkout
+    | PreDeploy
+    | ComposeUp
+    | SwarmDeploy
+    | ComposeDown
+    | SwarmRemove
+    | WaitHealthy
+)
 
 
 class HealthReport(msgspec.Struct, frozen=True, tag_field="t", tag="health"):
@@ -137,7 +227,22 @@ class EchoReply(msgspec.Struct, frozen=True, tag_field="t", tag="echo"):
     data: bytes
 
 
-ResultValue = HealthReport | EchoReply
+class CheckoutReport(msgspec.Struct, frozen=True, tag_field="t", tag="checkout"):
+    commit: str  # the full commit id
+    path: str  # the commit's directory on the agent
+
+
+class HealthVerdict(msgspec.Struct, frozen=True):
+    service: str
+    healthy: bool
+    detail: str = ""
+
+
+class HealthGateReport(msgspec.Struct, frozen=True, tag_field="t", tag="health_gate"):
+    services: list[HealthVerdict] = []
+
+
+ResultValue = HealthReport | EchoReply | CheckoutReport | HealthGateReport
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
@@ -198,6 +303,7 @@ class Result(_Frame, frozen=True, tag="res"):
 
 CoreFrame = Request | Cancel | Heartbeat | Error
 """Frames the core sends and the periphery decodes."""
+
 
 class OutputView(_Frame, frozen=True, tag="out"):
     """``Output`` as the core decodes it: ``data`` is a zero-copy view into the received

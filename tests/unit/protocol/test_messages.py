@@ -17,7 +17,25 @@ ids = st.integers(min_value=0, max_value=2**63 - 1)
 st.register_type_strategy(str, small_text)
 st.register_type_strategy(bytes, small_bytes)
 
-commands = st.one_of(
+fences = st.none() | st.builds(messages.Fence, key=small_text, token=ids)
+envs = st.dictionaries(small_text, small_text, max_size=4)
+paths = st.lists(small_text, max_size=3)
+deploy_commands = st.one_of(
+    st.builds(messages.Checkout, repo_url=small_text, commit=small_text, target=small_text,
+              fence=fences),
+    st.builds(messages.PreDeploy, target=small_text, command=small_text, path=small_text,
+              env=envs, timeout=st.floats(0.001, 1e6), fence=fences),
+    st.builds(messages.ComposeUp, project=small_text, target=small_text,
+              run_directory=small_text, files=paths, env=envs, auto_pull=st.booleans(),
+              fence=fences),
+    st.builds(messages.SwarmDeploy, stack=small_text, target=small_text,
+              run_directory=small_text, files=paths, env=envs, fence=fences),
+    st.builds(messages.ComposeDown, project=small_text, fence=fences),
+    st.builds(messages.SwarmRemove, stack=small_text, fence=fences),
+    st.builds(messages.WaitHealthy, mode=st.sampled_from(messages.DeployMode), name=small_text,
+              ignore_services=paths, timeout=st.floats(0.001, 1e6), fence=fences),
+)
+commands = deploy_commands | st.one_of(
     st.builds(messages.Health),
     st.builds(messages.Echo, data=small_bytes),
     st.builds(
@@ -66,7 +84,18 @@ periphery_frames = st.one_of(
         id=ids,
         exit_code=st.none() | st.integers(-255, 255),
         error=st.none() | error_infos,
-        value=st.none() | health_reports,
+        value=st.none()
+        | health_reports
+        | st.builds(messages.EchoReply, data=small_bytes)
+        | st.builds(messages.CheckoutReport, commit=small_text, path=small_text)
+        | st.builds(
+            messages.HealthGateReport,
+            services=st.lists(
+                st.builds(messages.HealthVerdict, service=small_text, healthy=st.booleans(),
+                          detail=small_text),
+                max_size=3,
+            ),
+        ),
     ),
     heartbeats,
     errors,
@@ -155,7 +184,13 @@ def test_every_message_type_is_covered() -> None:
     """A new message type must be added to the strategies above."""
     frames = {t.__name__ for t in (*messages.CoreFrame.__args__, *messages.PeripheryFrame.__args__)}
     assert frames == {"Request", "Cancel", "Heartbeat", "Error", "Output", "Result"}
-    assert {t.__name__ for t in messages.Command.__args__} == {"Health", "Echo", "Run"}
+    assert {t.__name__ for t in messages.Command.__args__} == {
+        "Health", "Echo", "Run", "Checkout", "PreDeploy", "ComposeUp", "SwarmDeploy",
+        "ComposeDown", "SwarmRemove", "WaitHealthy",
+    }
+    assert {t.__name__ for t in messages.ResultValue.__args__} == {
+        "HealthReport", "EchoReply", "CheckoutReport", "HealthGateReport",
+    }
 
 
 def test_a_frame_of_the_other_direction_is_refused() -> None:

@@ -1,0 +1,175 @@
+"""The deploy commands over a real channel, on a real periphery process and the real engine."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core.pool import PeripheryPool, PoolSettings, ServerEndpoint
+from protocol.messages import (
+    Checkout,
+    CheckoutReport,
+    ComposeDown,
+    ComposeUp,
+    DeployMode,
+    ErrorCode,
+    Fence,
+    HealthGateReport,
+    PreDeploy,
+    SwarmDeploy,
+    SwarmRemove,
+    WaitHealthy,
+)
+from protocol.transport import ChannelSettings, CoreChannel
+from tests.support.processes import KeyPair
+
+pytestmark = [pytest.mark.docker, pytest.mark.anyio]
+
+COMPOSE = """
+services:
+  web:
+    image: {image}
+    init: true
+    command: ["sh", "-c", "echo $$GREETING > /www/greeting; exec httpd -f -p 8080 -h /www"]
+    environment:
+      GREETING: ${{GREETING}}
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/greeting"]
+      interval: 250ms
+      retries: 20
+"""
+
+STACK = """
+version: "3.8"
+services:
+  web:
+    image: {image}
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    environment:
+      GREETING: ${{GREETING}}
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
+      interval: 250ms
+      retries: 20
+"""
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+
+
+def make_repo(tmp_path: Path, files: dict[str, str]) -> tuple[str, str]:
+    work, bare = tmp_path / "work", tmp_path / "origin.git"
+    git("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    git("init", "-q", "-b", "main", str(work), cwd=tmp_path)
+    for name, content in files.items():
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / name).write_text(content)
+    git("add", "-A", cwd=work)
+    git("commit", "-q", "-m", "c", cwd=work)
+    git("push", "-q", f"file://{bare}", "main", cwd=work)
+    return f"file://{bare}", git("rev-parse", "HEAD", cwd=work)
+
+
+async def ok(channel: CoreChannel, command: object) -> tuple[object, bytes]:
+    result, chunks = await channel.request(command)  # type: ignore[arg-type]
+    text = b"".join(bytes(c.data) for c in chunks)
+    assert result.error is None and result.exit_code == 0, (result, text.decode())
+    return result.value, text
+
+
+async def test_compose_and_swarm_deploys_through_the_channel(
+    core_keys: KeyPair, periphery_factory, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    url, sha = make_repo(
+        tmp_path,
+        {
+            "compose/web/compose.yaml": COMPOSE.format(image=docker_env.image),
+            "swarm/web/stack.yaml": STACK.format(image=docker_env.image),
+            "scripts/check.sh": 'test -d "$DATA_DIR" && echo "data dir ok"\n',
+        },
+    )
+    periphery = periphery_factory.start()
+    project, stack = docker_env.name("cmp"), docker_env.name("swm")
+    env = {"GREETING": "hello", "DATA_DIR": str(tmp_path)}
+    settings = PoolSettings(channel=ChannelSettings(heartbeat_interval=2.0))
+    async with PeripheryPool(core_keys.key, settings) as pool:
+        pool.set_servers([ServerEndpoint("p1", periphery.keys.public, periphery.url)])
+        channel = await pool.channel("p1")
+
+        report, text = await ok(
+            channel, Checkout(repo_url=url, commit=sha, target=project, fence=Fence(project, 2))
+        )
+        assert isinstance(report, CheckoutReport) and report.commit == sha
+        _, text = await ok(
+            channel, PreDeploy(target=project, command="sh check.sh", path="scripts", env=env)
+        )
+        assert b"data dir ok" in text
+        await ok(
+            channel,
+            ComposeUp(
+                project=project,
+                target=project,
+                run_directory="compose/web",
+                env=env,
+                auto_pull=False,
+            ),
+        )
+        report, _ = await ok(
+            channel, WaitHealthy(mode=DeployMode.COMPOSE, name=project, timeout=60)
+        )
+        assert isinstance(report, HealthGateReport) and report.services
+        container = docker_env.docker(
+            "ps", "-q", "--filter", f"label=com.docker.compose.project={project}"
+        )
+        greeting = docker_env.docker("exec", container, "cat", "/www/greeting")
+        assert greeting == "hello"
+
+        # A late command from an older lock holder is refused before it runs.
+        stale, _ = await channel.request(ComposeDown(project=project, fence=Fence(project, 1)))
+        assert stale.error is not None and stale.error.code is ErrorCode.STALE_FENCE
+        assert docker_env.docker(
+            "ps", "-q", "--filter", f"label=com.docker.compose.project={project}"
+        )
+
+        await ok(channel, ComposeDown(project=project, fence=Fence(project, 3)))
+
+        await ok(channel, Checkout(repo_url=url, commit=sha, target=stack))
+        await ok(
+            channel,
+            SwarmDeploy(
+                stack=stack, target=stack, run_directory="swarm/web", files=["stack.yaml"], env=env
+            ),
+        )
+        await ok(channel, WaitHealthy(mode=DeployMode.SWARM, name=stack, timeout=90))
+        await ok(channel, SwarmRemove(stack=stack))
+
+
+async def test_escaping_paths_are_refused_before_anything_runs(
+    core_keys: KeyPair, periphery_factory, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    url, sha = make_repo(tmp_path, {"compose.yaml": COMPOSE.format(image=docker_env.image)})
+    periphery = periphery_factory.start()
+    project = docker_env.name("esc")
+    async with PeripheryPool(core_keys.key) as pool:
+        pool.set_servers([ServerEndpoint("p1", periphery.keys.public, periphery.url)])
+        channel = await pool.channel("p1")
+        await ok(channel, Checkout(repo_url=url, commit=sha, target=project))
+        result, _ = await channel.request(
+            ComposeUp(project=project, target=project, run_directory="../../etc")
+        )
+        assert result.error is not None and result.error.code is ErrorCode.FORBIDDEN_PATH
+        result, _ = await channel.request(Checkout(repo_url=url, commit=sha, target="../escape"))
+        assert result.error is not None and result.error.code is ErrorCode.BAD_REQUEST
+    assert not docker_env.docker(
+        "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"
+    )
