@@ -5,11 +5,13 @@
     PeripheryError
     ├── ConfigError            the agent's TOML config is unusable (names file, key, problem)
     ├── ForbiddenPath          a path would leave root_directory (``..``, absolute, symlink)
+    ├── InvalidName            a stack, project or target name, or a commit id, is unusable
     ├── CommandFailed          a command could not be started or ended badly
     │   └── CommandTimeout     a command ran past its timeout; its process group was killed
     └── DeployError            a deploy step failed (checkout, pre-deploy, deploy, health)
         ├── CheckoutError
         ├── PreDeployFailed
+        ├── StackDeployFailed  docker stack deploy / compose pull or up exited non-zero
         └── HealthGateFailed
 
 Each carries a message meant for a person: what went wrong and where.
@@ -30,6 +32,10 @@ class ForbiddenPath(PeripheryError):
     """A path resolves outside the agent's root directory."""
 
 
+class InvalidName(PeripheryError):
+    """A name or commit id in a request does not match what it must look like."""
+
+
 class CommandFailed(PeripheryError):
     """A command could not be started, or ended with a failure."""
 
@@ -48,6 +54,10 @@ class CheckoutError(DeployError):
 
 class PreDeployFailed(DeployError):
     """The stack's pre-deploy command exited non-zero or timed out."""
+
+
+class StackDeployFailed(DeployError):
+    """`docker stack deploy`, `compose pull` or `compose up` failed."""
 
 
 class HealthGateFailed(DeployError):

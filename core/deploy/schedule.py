@@ -1,0 +1,155 @@
+"""Running a set of stacks through the dependency graph (tiers and ``after``).
+
+A stack starts as soon as everything it waits for has finished healthy: the stacks of a tier run
+in parallel (at most ``limit`` at once), a tier starts only when every stack of the tier before is
+healthy (the graph's tier barriers), and a failure stops exactly its dependents, each reported
+``skipped`` with the stack whose failure stopped it, while independent branches go on.
+
+Stacks outside ``targets`` are taken as already deployed (they satisfy what waits for them). The
+scheduler does no I/O of its own: it calls ``deploy(name)`` and records what came back.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import anyio
+
+from core.resources.graph import Graph, describe, is_barrier
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARALLEL = 8
+
+
+class Status(enum.Enum):
+    HEALTHY = "healthy"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class StackOutcome:
+    name: str
+    status: Status
+    reason: str = ""  # why it failed, or which failure stopped it
+    started: float = 0.0  # monotonic seconds; 0 when it never started
+    finished: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.finished - self.started if self.started else 0.0
+
+
+class StackFailed(Exception):
+    """Raised by a ``deploy`` callable: the stack did not become healthy (the message says why)."""
+
+
+Deploy = Callable[[str], Awaitable[None]]
+Notify = Callable[[StackOutcome], Awaitable[None]]
+
+
+async def _ignore(outcome: StackOutcome) -> None:
+    return None
+
+
+async def run_graph(
+    graph: Graph,
+    targets: Iterable[str],
+    deploy: Deploy,
+    *,
+    limit: int = DEFAULT_PARALLEL,
+    on_finished: Notify = _ignore,
+) -> dict[str, StackOutcome]:
+    """Deploy ``targets`` in dependency order; return each target's outcome."""
+    wanted = set(targets)
+    unknown = wanted - set(graph.nodes)
+    if unknown:
+        raise ValueError(f"not in the graph: {', '.join(sorted(unknown))}")
+    graph.waves()  # raises ValueError naming the cycle, before anything runs
+
+    outcomes: dict[str, StackOutcome] = {}
+    # Where a node's chain of failure starts: the failed stack that stops it, if any.
+    blocked_by: dict[str, str] = {}
+    done: set[str] = set()  # nodes resolved (healthy, failed, skipped, or not a target)
+    running: set[str] = set()
+    limiter = anyio.CapacityLimiter(max(1, limit))
+    changed = anyio.Event()
+    pending_notices: list[StackOutcome] = []
+
+    def deps(node: str) -> list[str]:
+        return graph.waits_for(node)
+
+    def settle() -> list[str]:
+        """Resolve what needs no deploy; return the targets that may start now."""
+        ready: list[str] = []
+        progress = True
+        while progress:
+            progress = False
+            for node in graph.nodes:
+                if node in done or node in running:
+                    continue
+                node_deps = deps(node)
+                if not all(d in done for d in node_deps):
+                    continue
+                cause = next((blocked_by[d] for d in node_deps if d in blocked_by), None)
+                if node not in wanted:
+                    # Barriers, and stacks not being deployed: pass a failure through.
+                    if cause is not None:
+                        blocked_by[node] = cause
+                    done.add(node)
+                    progress = True
+                elif cause is not None:
+                    blocked_by[node] = cause
+                    outcomes[node] = StackOutcome(
+                        node, Status.SKIPPED, f"not deployed: {cause} failed"
+                    )
+                    done.add(node)
+                    progress = True
+                    pending_notices.append(outcomes[node])
+                else:
+                    ready.append(node)
+                    running.add(node)
+        return sorted(ready)
+
+    async def one(name: str) -> None:
+        async with limiter:
+            started = time.monotonic()
+            try:
+                await deploy(name)
+            except StackFailed as exc:
+                outcome = StackOutcome(name, Status.FAILED, str(exc), started, time.monotonic())
+                blocked_by[name] = name
+            else:
+                outcome = StackOutcome(name, Status.HEALTHY, "", started, time.monotonic())
+        outcomes[name] = outcome
+        running.discard(name)
+        done.add(name)
+        log.info("stack %s: %s %s", name, outcome.status.value, outcome.reason)
+        await on_finished(outcome)
+        changed.set()
+
+    async with anyio.create_task_group() as tg:
+        while True:
+            changed = anyio.Event()  # set by any stack that finishes from here on
+            for name in settle():
+                tg.start_soon(one, name)
+            while pending_notices:
+                await on_finished(pending_notices.pop(0))
+            if not running:
+                break
+            await changed.wait()
+    return {name: outcomes[name] for name in sorted(wanted)}
+
+
+def order_for_display(graph: Graph, names: Iterable[str]) -> list[str]:
+    """``names`` in wave order, for tables and logs."""
+    wanted = set(names)
+    return [n for wave in graph.waves() for n in wave if n in wanted and not is_barrier(n)]
+
+
+__all__ = ["StackFailed", "StackOutcome", "Status", "describe", "order_for_display", "run_graph"]

@@ -1,0 +1,115 @@
+"""The scheduler over the graph, with a stand-in deploy (pure logic, no sockets)."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from core.deploy.schedule import StackFailed, Status, run_graph
+from core.resources.graph import stack_graph
+
+pytestmark = pytest.mark.anyio
+
+TIERS = ["infrastructure", "platform", "application"]
+STACKS = [
+    ("caddy", "infrastructure", []),
+    ("secrets", "infrastructure", []),
+    ("postgres", "platform", []),
+    ("authentik", "platform", ["postgres"]),
+    ("monitoring", "platform", []),
+    ("media", "application", []),
+    ("support", "application", ["media"]),
+]
+
+
+class Recorder:
+    def __init__(self, fail: set[str] = frozenset(), delay: float = 0.02) -> None:  # type: ignore[assignment]
+        self.fail = fail
+        self.delay = delay
+        self.events: list[tuple[str, str]] = []
+        self.running = 0
+        self.max_running = 0
+
+    async def __call__(self, name: str) -> None:
+        self.events.append(("start", name))
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            await anyio.sleep(self.delay)
+            if name in self.fail:
+                raise StackFailed(f"{name} is unhealthy")
+        finally:
+            self.running -= 1
+            self.events.append(("end", name))
+
+    def index(self, kind: str, name: str) -> int:
+        return self.events.index((kind, name))
+
+
+async def test_tiers_run_in_order_and_a_tier_in_parallel() -> None:
+    graph = stack_graph(STACKS, TIERS)
+    deploy = Recorder()
+    outcomes = await run_graph(graph, [s[0] for s in STACKS], deploy)
+    assert {o.status for o in outcomes.values()} == {Status.HEALTHY}
+    for early in ("caddy", "secrets"):
+        for late in ("postgres", "authentik", "monitoring", "media", "support"):
+            assert deploy.index("end", early) < deploy.index("start", late)
+    assert deploy.index("end", "postgres") < deploy.index("start", "authentik")
+    assert deploy.index("end", "media") < deploy.index("start", "support")
+    assert deploy.max_running >= 2  # the two infrastructure stacks overlap
+
+
+async def test_a_failure_skips_its_dependents_and_independent_branches_go_on() -> None:
+    graph = stack_graph(STACKS, TIERS)
+    outcomes = await run_graph(graph, [s[0] for s in STACKS], Recorder(fail={"postgres"}))
+    assert outcomes["postgres"].status is Status.FAILED
+    assert outcomes["postgres"].reason == "postgres is unhealthy"
+    assert outcomes["authentik"].status is Status.SKIPPED
+    assert outcomes["authentik"].reason == "not deployed: postgres failed"
+    assert outcomes["monitoring"].status is Status.HEALTHY  # same tier, independent
+    # A later tier starts only when the one before is healthy.
+    assert outcomes["media"].status is Status.SKIPPED
+    assert outcomes["support"].reason == "not deployed: postgres failed"
+
+
+async def test_only_targets_deploy_and_others_count_as_done() -> None:
+    graph = stack_graph(STACKS, TIERS)
+    deploy = Recorder()
+    outcomes = await run_graph(graph, ["support"], deploy)
+    assert list(outcomes) == ["support"] and outcomes["support"].status is Status.HEALTHY
+    assert deploy.events == [("start", "support"), ("end", "support")]
+
+
+async def test_the_parallel_bound_holds() -> None:
+    stacks = [(f"s{i}", "", []) for i in range(20)]
+    graph = stack_graph(stacks, [])
+    deploy = Recorder(delay=0.05)
+    await run_graph(graph, [s[0] for s in stacks], deploy, limit=3)
+    assert deploy.max_running == 3
+
+
+async def test_a_cycle_is_refused_before_anything_runs() -> None:
+    graph = stack_graph([("a", "", ["b"]), ("b", "", ["a"])], [])
+    deploy = Recorder()
+    with pytest.raises(ValueError, match="cycle"):
+        await run_graph(graph, ["a", "b"], deploy)
+    assert deploy.events == []
+
+
+async def test_outcomes_are_reported_as_they_happen() -> None:
+    graph = stack_graph(STACKS, TIERS)
+    seen: list[tuple[str, Status]] = []
+
+    async def note(outcome):  # type: ignore[no-untyped-def]
+        seen.append((outcome.name, outcome.status))
+
+    await run_graph(graph, [s[0] for s in STACKS], Recorder(fail={"caddy"}), on_finished=note)
+    assert seen[0][0] in {"caddy", "secrets"}
+    assert ("caddy", Status.FAILED) in seen
+    assert {n for n, s in seen if s is Status.SKIPPED} == {
+        "postgres",
+        "authentik",
+        "monitoring",
+        "media",
+        "support",
+    }
