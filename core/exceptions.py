@@ -5,7 +5,13 @@
     CoreError
     ├── ConfigError            the core's TOML config is unusable (names file, key, problem)
     ├── PeripheryUnavailable   no authenticated channel to a server within the deadline
-    └── (resources, store, plan and API errors are added below by their modules)
+    ├── ResourceError          resource files are unusable (carries FILE:LINE findings)
+    │   └── UnknownVariable    [[NAME]] is neither a variable nor a core-held secret
+    ├── StoreError             the state database cannot be opened, migrated or written
+    └── PlanError              a plan cannot be made or applied
+        ├── PlanNotFound       no plan has that id
+        ├── PlanStale          the state moved since the plan was made; plan again
+        └── SyncNotFound       no resource sync has that name
 
 Each carries a message meant for a person: what went wrong and where.
 """
@@ -23,3 +29,35 @@ class ConfigError(CoreError):
 
 class PeripheryUnavailable(CoreError):
     """No authenticated channel to the named server could be had in time."""
+
+
+class ResourceError(CoreError):
+    """Resource files are unusable; carries the findings (FILE:LINE: messages)."""
+
+    def __init__(self, message: str, findings: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.findings = findings or []
+
+
+class UnknownVariable(ResourceError):
+    """``[[NAME]]`` refers to neither a variable nor a secret held by the core."""
+
+
+class StoreError(CoreError):
+    """The state database cannot be opened, migrated or written."""
+
+
+class PlanError(CoreError):
+    """A plan cannot be made or applied."""
+
+
+class PlanNotFound(PlanError):
+    """No plan has that id."""
+
+
+class PlanStale(PlanError):
+    """The state moved since the plan was made (another apply won); plan again."""
+
+
+class SyncNotFound(PlanError):
+    """No resource sync has that name."""

@@ -1,0 +1,222 @@
+"""``stackward plan [SYNC]`` and ``stackward apply [SYNC] [--plan ID]`` against a running core.
+
+The core's URL and token come from ``--url`` / ``--token`` or ``STACKWARD_URL`` /
+``STACKWARD_TOKEN``. The plan prints grouped by resource type with a colored diff (color when
+stdout is a terminal, never with ``NO_COLOR``), counts, and the stacks to deploy with reasons.
+
+Exit codes: 0 done (or nothing to do), 1 the core refused (invalid files, stale plan...), 2 usage,
+255 the core cannot be reached or the token is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:9120"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, help_text in (
+        ("plan", "show what a sync would change"),
+        ("apply", "apply a plan of a sync"),
+    ):
+        p = subparsers.add_parser(name, help=help_text, description=help_text + ".")
+        p.add_argument("sync", nargs="?", default="local", help='the sync (default "local")')
+        p.add_argument(
+            "--url", default=None, help=f"the core's URL (default $STACKWARD_URL or {DEFAULT_URL})"
+        )
+        p.add_argument("--token", default=None, help="API token (default $STACKWARD_TOKEN)")
+        p.add_argument("--json", action="store_true", help="print the plan as JSON")
+        p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+        if name == "apply":
+            p.add_argument(
+                "--plan",
+                dest="plan_id",
+                metavar="ID",
+                help="the plan to apply (from stackward plan); without it a new"
+                " plan is made, printed, and applied when --yes is given",
+            )
+            p.add_argument("--yes", action="store_true", help="apply a fresh plan without asking")
+        p.set_defaults(
+            handler=run_plan if name == "plan" else run_apply, default_log_level="WARNING"
+        )
+
+
+class _Failure(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _call(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
+) -> Any:
+    import urllib.error
+    import urllib.request
+
+    url = (args.url or os.environ.get("STACKWARD_URL") or DEFAULT_URL).rstrip("/")
+    token = args.token or os.environ.get("STACKWARD_TOKEN")
+    if not token:
+        raise _Failure(2, "no API token: pass --token or set STACKWARD_TOKEN")
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        url + path,
+        data=data,
+        method=method,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())["error"]
+        except (ValueError, KeyError, TypeError):
+            err = {"code": "http_error", "message": f"HTTP {exc.code} {exc.reason}"}
+        lines = [f"{err.get('code')}: {err.get('message')}", *err.get("findings", [])]
+        raise _Failure(255 if exc.code == 401 else 1, "\n".join(lines)) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise _Failure(255, f"cannot reach the core at {url}: {reason}") from exc
+
+
+def _colors(args: argparse.Namespace) -> dict[str, str]:
+    on = args.color == "always" or (
+        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
+    names = {
+        "green": "\033[32m",
+        "yellow": "\033[33m",
+        "red": "\033[31m",
+        "bold": "\033[1m",
+        "dim": "\033[2m",
+        "reset": "\033[0m",
+    }
+    return names if on else dict.fromkeys(names, "")
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False)
+
+
+def format_plan(plan: dict[str, Any], c: dict[str, str]) -> str:
+    sign = {"create": ("+", c["green"]), "update": ("~", c["yellow"]), "delete": ("-", c["red"])}
+    out = [
+        f'{c["bold"]}Plan {plan["id"]}{c["reset"]} for sync "{plan["sync"]}"'
+        f" (state revision {plan['base_revision']})",
+        "",
+    ]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for ch in plan["changes"]:
+        by_kind.setdefault(ch["kind"], []).append(ch)
+    for kind, changes in by_kind.items():
+        out.append(f"{c['bold']}{kind}{c['reset']}")
+        for ch in changes:
+            mark, color = sign[ch["action"]]
+            out.append(f"  {color}{mark} {ch['name']}{c['reset']}  ({ch['action']})")
+            if ch["action"] != "update":
+                continue
+            for f in ch["fields"]:
+                old, new = f["old"], f["new"]
+                if isinstance(old, str) and isinstance(new, str) and ("\n" in old or "\n" in new):
+                    out.append(f"      {f['path']}:")
+                    old_lines, new_lines = old.splitlines(), new.splitlines()
+                    for line in old_lines:
+                        if line not in new_lines:
+                            out.append(f"        {c['red']}- {line}{c['reset']}")
+                    for line in new_lines:
+                        if line not in old_lines:
+                            out.append(f"        {c['green']}+ {line}{c['reset']}")
+                else:
+                    out.append(
+                        f"      {f['path']}: {c['red']}{_value(old)}{c['reset']} -> "
+                        f"{c['green']}{_value(new)}{c['reset']}"
+                    )
+        out.append("")
+    if not plan["changes"]:
+        out += ["No resource changes.", ""]
+    if plan["deploys"]:
+        out.append(f"{c['bold']}Stacks to deploy{c['reset']} (in order):")
+        wave_of = {n: i for i, w in enumerate(plan.get("deploy_waves", []), 1) for n in w}
+        for d in plan["deploys"]:
+            out.append(
+                f"  [{wave_of.get(d['stack'], '?')}] {d['stack']}: " + "; ".join(d["reasons"])
+            )
+        out.append("")
+    for note in plan.get("notes", []):
+        out.append(f"{c['dim']}note: {note}{c['reset']}")
+    if plan.get("notes"):
+        out.append("")
+    n = plan["counts"]
+    out.append(
+        f"{n['create']} to create, {n['update']} to update, {n['delete']} to delete,"
+        f" {n['deploy']} to deploy."
+    )
+    return "\n".join(out)
+
+
+def _show(args: argparse.Namespace, plan: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(plan, indent=2))
+    else:
+        print(format_plan(plan, _colors(args)))
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    try:
+        plan = _call(args, "POST", f"/api/syncs/{args.sync}/plan")
+    except _Failure as exc:
+        print(f"stackward plan: {exc}", file=sys.stderr)
+        return exc.code
+    _show(args, plan)
+    if not args.json and (plan["changes"] or plan["deploys"]):
+        print(f"\nApply it with: stackward apply {args.sync} --plan {plan['id']}")
+    return 0
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    try:
+        plan_id = args.plan_id
+        if not plan_id:
+            plan = _call(args, "POST", f"/api/syncs/{args.sync}/plan")
+            if not args.json:
+                _show(args, plan)
+            if not plan["changes"]:
+                if not args.json:
+                    print("Nothing to apply.")
+                return 0
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    print(
+                        "stackward apply: pass --yes (or --plan ID) to apply without a prompt",
+                        file=sys.stderr,
+                    )
+                    return 2
+                if input("Apply this plan? [y/N] ").strip().lower() not in ("y", "yes"):
+                    print("Not applied.")
+                    return 1
+            plan_id = plan["id"]
+        result = _call(args, "POST", f"/api/syncs/{args.sync}/apply", {"plan_id": plan_id})
+    except _Failure as exc:
+        print(f"stackward apply: {exc}", file=sys.stderr)
+        return exc.code
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        n = result["plan"]["counts"]
+        print(
+            f"Applied plan {plan_id}: {n['create']} created, {n['update']} updated,"
+            f" {n['delete']} deleted; state revision {result['revision']}."
+        )
+        if result["plan"]["deploys"]:
+            names = ", ".join(d["stack"] for d in result["plan"]["deploys"])
+            print(f"Stacks to deploy: {names}")
+    return 0

@@ -1,0 +1,136 @@
+"""The core's typed configuration, read from TOML.
+
+::
+
+    listen = "0.0.0.0:9120"          # host:port of the HTTP API
+    data_dir = "/var/lib/stackward"  # SQLite state and everything else the core keeps
+    private_key = "/etc/stackward/core.key"   # the core's Ed25519 key (OpenSSH format)
+    api_tokens = ["..."]             # bearer tokens of the HTTP API; or:
+    api_tokens_file = "/etc/stackward/tokens" # one token a line, '#' comments
+    webhook_secret = "..."           # HMAC secret of the git webhooks
+    resources = ["/etc/stackward/resources.toml"]  # local files or directories loaded at start
+    max_body_bytes = 1048576         # HTTP request bodies larger than this are refused
+
+    [secrets]                        # values for [[NAME]] the resource files do not define
+    DB_PASSWORD = "..."
+
+Relative paths are taken from the config file's directory. Every problem raises
+:class:`~core.exceptions.ConfigError` naming the file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+from core.exceptions import ConfigError
+
+DEFAULT_LISTEN = "0.0.0.0:9120"
+
+
+class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    data_dir: str
+    listen: str = DEFAULT_LISTEN
+    private_key: str = ""
+    api_tokens: list[str] = msgspec.field(default_factory=list)
+    api_tokens_file: str = ""
+    webhook_secret: str = ""
+    resources: list[str] = msgspec.field(default_factory=list)
+    secrets: dict[str, str] = msgspec.field(default_factory=dict)
+    max_body_bytes: int = 1024 * 1024
+    # Where the config was read from (not a key of the file).
+    source: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    def __repr__(self) -> str:  # never show tokens or secrets
+        return (
+            f"CoreConfig(source={self.source!r}, listen={self.listen!r},"
+            f" data_dir={self.data_dir!r})"
+        )
+
+
+_PATH_RE = re.compile(r"\$\.(\w+)")
+
+
+def load_config(path: str | os.PathLike[str]) -> CoreConfig:
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    if "source" in raw:
+        raise ConfigError(f'{file}: key "source": unknown key')
+    try:
+        cfg = msgspec.convert(raw, CoreConfig)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        m = _PATH_RE.search(msg)
+        key = m.group(1) if m else "?"
+        if "Object missing required field" in msg:
+            missing = msg.rsplit("`", 2)[-2] if "`" in msg else "data_dir"
+            raise ConfigError(f'{file}: key "{missing}": required, add it') from exc
+        if "unknown field" in msg:
+            unknown = msg.split("`")[1] if "`" in msg else key
+            raise ConfigError(f'{file}: key "{unknown}": unknown key') from exc
+        raise ConfigError(f'{file}: key "{key}": {msg.split(" - at ")[0]}') from exc
+    return _finish(cfg, file)
+
+
+def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
+    base = file.resolve().parent
+
+    def rel(p: str) -> str:
+        return str(base / p) if p and not os.path.isabs(p) else p
+
+    if ":" not in cfg.listen or not cfg.listen.rsplit(":", 1)[1].isdigit():
+        raise ConfigError(
+            f'{file}: key "listen": "{cfg.listen}" is not host:port, e.g. "{DEFAULT_LISTEN}"'
+        )
+    if not 0 <= int(cfg.listen.rsplit(":", 1)[1]) < 65536:  # 0: any free port
+        raise ConfigError(f'{file}: key "listen": port out of range')
+    if not cfg.data_dir:
+        raise ConfigError(f'{file}: key "data_dir": must not be empty')
+    if cfg.max_body_bytes < 1024:
+        raise ConfigError(f'{file}: key "max_body_bytes": at least 1024')
+    tokens = list(cfg.api_tokens)
+    tokens_file = rel(cfg.api_tokens_file)
+    if tokens_file:
+        try:
+            lines = Path(tokens_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f'{file}: key "api_tokens_file": cannot read {tokens_file}: {exc.strerror or exc}'
+            ) from exc
+        tokens += [t.strip() for t in lines if t.strip() and not t.strip().startswith("#")]
+    if not tokens:
+        raise ConfigError(
+            f'{file}: key "api_tokens": no API token; add api_tokens = ["..."] or api_tokens_file'
+        )
+    for t in tokens:
+        if len(t) < 16:
+            raise ConfigError(
+                f'{file}: key "api_tokens": a token is shorter than 16'
+                " characters; use a long random token"
+            )
+    return msgspec.structs.replace(
+        cfg,
+        data_dir=rel(cfg.data_dir),
+        private_key=rel(cfg.private_key),
+        api_tokens=tokens,
+        api_tokens_file=tokens_file,
+        resources=[rel(r) for r in cfg.resources],
+        source=str(file),
+    )

@@ -1,0 +1,311 @@
+"""Typed resource models and findings.
+
+Every resource is a :class:`Resource` (the entry: name, description, tags, and for stacks
+``deploy``, ``after``, ``tier``, ``on_drift``) holding a typed ``config`` Struct of its kind. The
+loader checks types itself (to report every fault with its line), then builds the Structs with
+``msgspec.convert``, which is fast. Names are Komodo's; aliases are folded to one spelling
+(``server``, ``swarm``, ``servers``, ``builder``, ``stages``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from core.resources.linemap import LineMap
+
+Severity = Literal["error", "warning"]
+
+
+class Finding(msgspec.Struct, frozen=True, order=True):
+    """One problem found in a resource file: where, how bad, what, and what to do."""
+
+    file: str
+    line: int
+    severity: Severity
+    message: str
+    code: str = "invalid"
+
+    def format(self) -> str:
+        return f"{self.file}:{self.line}: {self.severity}: {self.message}"
+
+    def as_error(self) -> Finding:
+        return msgspec.structs.replace(self, severity="error")
+
+
+class SourceRef(msgspec.Struct, frozen=True):
+    """Where an entry is written: the file and its key path there, e.g. ``("stack", 3)``.
+
+    The line is looked up lazily through :meth:`ResourceSet.line` (see :mod:`.linemap`).
+    """
+
+    file: str
+    path: tuple[str | int, ...]
+
+
+class SystemCommand(msgspec.Struct, omit_defaults=False):
+    path: str = ""
+    command: str = ""
+
+
+class EnvFile(msgspec.Struct):
+    path: str
+    track: bool = True
+
+
+class ConfigFile(msgspec.Struct):
+    path: str
+    services: list[str] = msgspec.field(default_factory=list)
+    requires: str = "Restart"
+
+
+class Health(msgspec.Struct):
+    """stackward: how to gate a deploy on health. ``timeout`` in seconds."""
+
+    timeout: int = 300
+    wait: bool = True
+
+
+class StackConfig(msgspec.Struct):
+    server: str = ""
+    swarm: str = ""
+    links: list[str] = msgspec.field(default_factory=list)
+    project_name: str = ""
+    auto_pull: bool = True
+    run_build: bool = False
+    poll_for_updates: bool = False
+    auto_update: bool = False
+    auto_update_all_services: bool = False
+    auto_update_skip_services: list[str] = msgspec.field(default_factory=list)
+    destroy_before_deploy: bool = False
+    skip_secret_interp: bool = False
+    linked_repo: str = ""
+    git_provider: str = "github.com"
+    git_https: bool = True
+    git_account: str = ""
+    repo: str = ""
+    branch: str = "main"
+    commit: str = ""
+    clone_path: str = ""
+    reclone: bool = False
+    webhook_enabled: bool = True
+    webhook_secret: str = ""
+    webhook_force_deploy: bool = False
+    files_on_host: bool = False
+    run_directory: str = ""
+    file_paths: list[str] = msgspec.field(default_factory=list)
+    env_file_path: str = ".env"
+    additional_env_files: list[EnvFile] = msgspec.field(default_factory=list)
+    config_files: list[ConfigFile] = msgspec.field(default_factory=list)
+    send_alerts: bool = True
+    registry_provider: str = ""
+    registry_account: str = ""
+    pre_deploy: list[SystemCommand] = msgspec.field(default_factory=list)
+    post_deploy: list[SystemCommand] = msgspec.field(default_factory=list)
+    extra_args: list[str] = msgspec.field(default_factory=list)
+    build_extra_args: list[str] = msgspec.field(default_factory=list)
+    compose_cmd_wrapper: str = ""
+    compose_cmd_wrapper_include: list[str] = msgspec.field(default_factory=list)
+    ignore_services: list[str] = msgspec.field(default_factory=list)
+    file_contents: str = ""
+    environment: str = ""
+    health: Health = msgspec.field(default_factory=Health)
+
+    def compose_files(self) -> list[str]:
+        """The compose files, relative to ``run_directory`` (Komodo's default ``compose.yaml``)."""
+        return self.file_paths or ["compose.yaml"]
+
+
+class ServerConfig(msgspec.Struct):
+    address: str = ""
+    insecure_tls: bool = True
+    external_address: str = ""
+    region: str = ""
+    enabled: bool = False
+    auto_rotate_keys: bool = True
+    passkey: str = ""
+    ignore_mounts: list[str] = msgspec.field(default_factory=list)
+    auto_prune: bool = True
+    links: list[str] = msgspec.field(default_factory=list)
+    stats_monitoring: bool = True
+    send_unreachable_alerts: bool = True
+    send_cpu_alerts: bool = True
+    send_mem_alerts: bool = True
+    send_disk_alerts: bool = True
+    send_version_mismatch_alerts: bool = True
+    cpu_warning: float = 90.0
+    cpu_critical: float = 99.0
+    mem_warning: float = 75.0
+    mem_critical: float = 95.0
+    disk_warning: float = 75.0
+    disk_critical: float = 95.0
+    maintenance_windows: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    public_key: str = ""
+
+
+class SwarmConfig(msgspec.Struct):
+    servers: list[str] = msgspec.field(default_factory=list)
+    links: list[str] = msgspec.field(default_factory=list)
+    send_unhealthy_alerts: bool = True
+    maintenance_windows: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+class RepoConfig(msgspec.Struct):
+    server: str = ""
+    builder: str = ""
+    git_provider: str = "github.com"
+    git_https: bool = True
+    git_account: str = ""
+    repo: str = ""
+    branch: str = "main"
+    commit: str = ""
+    webhook_enabled: bool = True
+    webhook_secret: str = ""
+    path: str = ""
+    links: list[str] = msgspec.field(default_factory=list)
+    on_clone: list[SystemCommand] = msgspec.field(default_factory=list)
+    on_pull: list[SystemCommand] = msgspec.field(default_factory=list)
+    environment: str = ""
+    env_file_path: str = ".env"
+    skip_secret_interp: bool = False
+    url: str = ""
+
+
+class ResourceSyncConfig(msgspec.Struct):
+    linked_repo: str = ""
+    git_provider: str = "github.com"
+    git_https: bool = True
+    git_account: str = ""
+    repo: str = ""
+    branch: str = "main"
+    commit: str = ""
+    webhook_enabled: bool = True
+    webhook_secret: str = ""
+    files_on_host: bool = False
+    resource_path: list[str] = msgspec.field(default_factory=list)
+    managed: bool = False
+    delete: bool = False
+    include_resources: bool = True
+    match_tags: list[str] = msgspec.field(default_factory=list)
+    include_variables: bool = False
+    include_user_groups: bool = False
+    pending_alert: bool = True
+    file_contents: str = ""
+
+
+class Execution(msgspec.Struct):
+    type: str = "None"
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class StageExecution(msgspec.Struct):
+    execution: Execution = msgspec.field(default_factory=Execution)
+    enabled: bool = True
+
+
+class Stage(msgspec.Struct):
+    name: str = ""
+    enabled: bool = True
+    executions: list[StageExecution] = msgspec.field(default_factory=list)
+
+
+class ProcedureConfig(msgspec.Struct):
+    stages: list[Stage] = msgspec.field(default_factory=list)
+    schedule_format: str = "English"
+    schedule: str = ""
+    schedule_enabled: bool = True
+    schedule_timezone: str = ""
+    schedule_alert: bool = True
+    failure_alert: bool = True
+    webhook_enabled: bool = True
+    webhook_secret: str = ""
+
+
+class VariableConfig(msgspec.Struct):
+    value: str = ""
+    is_secret: bool = False
+
+
+AnyConfig = (
+    StackConfig
+    | ServerConfig
+    | SwarmConfig
+    | RepoConfig
+    | ResourceSyncConfig
+    | ProcedureConfig
+    | VariableConfig
+)
+
+CONFIG_TYPES: dict[str, type[Any]] = {
+    "stack": StackConfig,
+    "server": ServerConfig,
+    "swarm": SwarmConfig,
+    "repo": RepoConfig,
+    "resource_sync": ResourceSyncConfig,
+    "procedure": ProcedureConfig,
+    "variable": VariableConfig,
+}
+
+
+class Resource(msgspec.Struct):
+    kind: str
+    name: str
+    config: Any
+    source: SourceRef
+    description: str = ""
+    tags: list[str] = msgspec.field(default_factory=list)
+    deploy: bool = False
+    after: list[str] = msgspec.field(default_factory=list)
+    tier: str = ""
+    on_drift: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.name)
+
+
+@dataclass
+class ResourceSet:
+    """Everything loaded from one or more files, with what was found wrong on the way."""
+
+    resources: dict[tuple[str, str], Resource] = field(default_factory=dict)
+    tiers: list[str] = field(default_factory=list)
+    tiers_source: SourceRef | None = None
+    findings: list[Finding] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    linemaps: dict[str, LineMap] = field(default_factory=dict)
+
+    def line(self, source: SourceRef, *subpath: str | int) -> int:
+        lm = self.linemaps.get(source.file)
+        return lm.line_of((*source.path, *subpath)) if lm is not None else 1
+
+    def finding(
+        self,
+        severity: Severity,
+        source: SourceRef,
+        subpath: tuple[str | int, ...],
+        message: str,
+        code: str = "invalid",
+    ) -> Finding:
+        f = Finding(source.file, self.line(source, *subpath), severity, message, code)
+        self.findings.append(f)
+        return f
+
+    def of_kind(self, kind: str) -> list[Resource]:
+        return [r for r in self.resources.values() if r.kind == kind]
+
+    def stacks(self) -> list[Resource]:
+        return self.of_kind("stack")
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    def sorted_findings(self) -> list[Finding]:
+        return sorted(set(self.findings), key=lambda f: (f.file, f.line, f.severity, f.message))

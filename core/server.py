@@ -1,0 +1,68 @@
+"""Running the core: ``stackward core --config FILE``.
+
+Serves :func:`core.app.build_app` on ``config.listen`` until SIGINT or SIGTERM. At start it
+loads and checks the local ``resources`` and logs what it found; plans read the files afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable, Sequence
+
+import anyio
+import anyio.to_thread
+from aiohttp import web
+
+from core.app import build_app
+from core.config import CoreConfig
+
+log = logging.getLogger(__name__)
+
+
+async def serve(
+    config: CoreConfig,
+    *,
+    setup: Sequence[Callable[[web.Application], None]] = (),
+    started: Callable[[int], None] | None = None,
+) -> None:
+    """Serve until a signal (or cancellation). ``started(port)`` is called once listening."""
+    await anyio.to_thread.run_sync(_check_resources, config)
+    app = build_app(config, setup=setup)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        port = int(runner.addresses[0][1]) if runner.addresses else config.port
+        log.info("core listening on %s:%s (data in %s)", config.host, port, config.data_dir)
+        if started is not None:
+            started(port)
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("core stopping on signal %s", signal.Signals(signum).name)
+                break
+    finally:
+        await runner.cleanup()
+
+
+def _check_resources(config: CoreConfig) -> None:
+    if not config.resources:
+        log.info("no local resources configured")
+        return
+    from core.resources import validate
+
+    rs = validate(config.resources)
+    for f in rs.sorted_findings():
+        (log.error if f.severity == "error" else log.warning)("%s", f.format())
+    log.info(
+        "local resources: %s file(s), %s resource(s), %s error(s), %s warning(s)",
+        len(rs.files),
+        len(rs.resources),
+        len(rs.errors),
+        len(rs.warnings),
+    )
+
+
+def run(config: CoreConfig) -> None:
+    anyio.run(serve, config)

@@ -1,0 +1,124 @@
+"""``stackward core`` started for real, driven by ``stackward plan`` / ``apply`` subprocesses."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "e2e-token-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    res = tmp_path / "resources.toml"
+    res.write_text(
+        '[[server]]\nname = "h1"\n\n[[stack]]\nname = "web"\ndeploy = true\n'
+        '[stack.config]\nserver = "h1"\nrun_directory = "stacks/web"\n'
+    )
+    port = _free_port()
+    cfg = tmp_path / "core.toml"
+    cfg.write_text(
+        f'listen = "127.0.0.1:{port}"\ndata_dir = "data"\n'
+        f'api_tokens = ["{TOKEN}"]\nresources = ["resources.toml"]\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "core", "--config", str(cfg)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(
+                    "core did not start:\n" + (proc.stdout.read() if proc.stdout else "")
+                ) from None
+            time.sleep(0.1)
+    try:
+        yield url, res
+    finally:
+        proc.terminate()
+        try:
+            assert proc.wait(timeout=10) == 0, "core must stop cleanly on SIGTERM"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if proc.stdout:
+                proc.stdout.close()
+
+
+def test_plan_and_apply_through_the_cli(core: tuple[str, Path]) -> None:
+    url, res = core
+    env = {**os.environ, "STACKWARD_URL": url, "STACKWARD_TOKEN": TOKEN, "NO_COLOR": "1"}
+    plan = cli("plan", env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert "stack\n  + web  (create)" in plan.stdout
+    assert "web: new stack" in plan.stdout
+    assert "2 to create, 0 to update, 0 to delete, 1 to deploy." in plan.stdout
+    plan_id = plan.stdout.split("--plan ")[1].split()[0]
+
+    applied = cli("apply", "--plan", plan_id, env=env)
+    assert applied.returncode == 0, applied.stderr
+    assert "2 created" in applied.stdout
+
+    stale = cli("apply", "--plan", plan_id, env=env)
+    assert stale.returncode == 1 and "plan_stale" in stale.stderr
+
+    res.write_text(res.read_text().replace("stacks/web", "stacks/www"))
+    fresh = cli("apply", "--yes", "--color", "always", env=env)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "\033[33m~ web" in fresh.stdout
+    assert (
+        'config.run_directory: \033[31m"stacks/web"\033[0m -> \033[32m"stacks/www"' in fresh.stdout
+    )
+    assert "1 updated" in fresh.stdout
+
+
+def test_wrong_token_and_unreachable_core_exit_255(core: tuple[str, Path]) -> None:
+    url, _ = core
+    bad = cli("plan", "--url", url, "--token", "not-the-token-at-all")
+    assert bad.returncode == 255 and "unauthorized" in bad.stderr
+    gone = cli("plan", "--url", f"http://127.0.0.1:{_free_port()}", "--token", TOKEN)
+    assert gone.returncode == 255 and "cannot reach the core" in gone.stderr
+
+
+def test_bad_config_names_file_and_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "core.toml"
+    cfg.write_text('data_dir = "d"\napi_tokens = ["0123456789abcdef0"]\nlisten = 9120\n')
+    proc = cli("core", "--config", str(cfg))
+    assert proc.returncode == 2
+    assert f'{cfg}: key "listen"' in proc.stderr
