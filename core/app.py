@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 import msgspec
@@ -38,7 +38,15 @@ from core.store import Store
 
 log = logging.getLogger(__name__)
 
+
+class AfterApply(Protocol):
+    """Called after an apply committed; what it returns is added to the apply's answer."""
+
+    async def __call__(self, app: web.Application, sync: str, plan: Plan) -> dict[str, Any]: ...
+
+
 CONFIG = web.AppKey("config", CoreConfig)
+AFTER_APPLY = web.AppKey("after_apply", AfterApply)
 STORE = web.AppKey("store", Store)
 SYNCS = web.AppKey("syncs", SyncService)
 PROTECTED_PREFIXES = web.AppKey("protected_prefixes", list[str])
@@ -172,7 +180,11 @@ async def _apply(request: web.Request) -> web.Response:
             f" with POST /api/syncs/{name}/plan",
         )
     plan, revision = await anyio.to_thread.run_sync(request.app[SYNCS].apply, name, plan_id)
-    return json_response({"plan": _plan_json(plan), "revision": revision})
+    answer: dict[str, Any] = {"plan": _plan_json(plan), "revision": revision}
+    after = request.app.get(AFTER_APPLY)
+    if after is not None:
+        answer.update(await after(request.app, name, plan))
+    return json_response(answer)
 
 
 def build_app(

@@ -144,6 +144,9 @@ class PeripheryPool:
             self._tg.start_soon(state.channel.aclose, "server removed")
         state.notify()
 
+    def known(self) -> list[str]:
+        return sorted(self._servers)
+
     def connected(self) -> dict[str, Peer]:
         return {n: s.channel.peer for n, s in self._servers.items() if s.channel is not None}
 

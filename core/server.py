@@ -16,6 +16,8 @@ from aiohttp import web
 
 from core.app import build_app
 from core.config import CoreConfig
+from core.runtime import CoreRuntime, load_private_key
+from core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,33 @@ async def serve(
 ) -> None:
     """Serve until a signal (or cancellation). ``started(port)`` is called once listening."""
     await anyio.to_thread.run_sync(_check_resources, config)
-    app = build_app(config, setup=setup)
-    runner = web.AppRunner(app, handle_signals=False)
+    store = await anyio.to_thread.run_sync(Store.open, config.data_dir)
+    try:
+        async with anyio.create_task_group() as tg:
+            setups = list(setup)
+            if config.private_key:
+                runtime = CoreRuntime(config, store, load_private_key(config))
+                await tg.start(runtime.run)
+                setups.append(runtime.setup)
+            else:
+                log.warning(
+                    "no private_key in the config: peripheries and deploys are off"
+                    " (stackward keys new FILE, then private_key = FILE)"
+                )
+            await _serve_app(config, store, setups, started)
+            tg.cancel_scope.cancel()
+    finally:
+        store.close()
+
+
+async def _serve_app(
+    config: CoreConfig,
+    store: Store,
+    setup: Sequence[Callable[[web.Application], None]],
+    started: Callable[[int], None] | None,
+) -> None:
+    app = build_app(config, store=store, setup=setup)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)

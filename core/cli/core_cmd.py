@@ -20,9 +20,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from core.config import load_config  # heavy imports kept out of register()
     from core.exceptions import ConfigError, StoreError
+    from core.runtime import load_private_key
 
     try:
         config = load_config(args.config)
+        if config.private_key:
+            load_private_key(config)  # a bad key stops the start, naming the key
     except ConfigError as exc:
         print(f"stackward core: {exc}", file=sys.stderr)
         return 2

@@ -51,4 +51,64 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         CREATE INDEX sync_runs_sync ON sync_runs (sync, id);
         """,
     ),
+    (
+        2,
+        """
+        -- Deploys: a run is one pass over the graph (an apply, or one stack by the API),
+        -- a deploy is one stack in it, with its steps and every output line.
+        CREATE TABLE deploy_runs (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            trigger     TEXT NOT NULL,
+            started_at  REAL NOT NULL,
+            finished_at REAL,
+            status      TEXT NOT NULL
+        );
+
+        CREATE TABLE deploys (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id      INTEGER NOT NULL REFERENCES deploy_runs (id),
+            stack       TEXT NOT NULL,
+            server      TEXT NOT NULL DEFAULT '',
+            commit_id   TEXT NOT NULL DEFAULT '',
+            status      TEXT NOT NULL,
+            reason      TEXT NOT NULL DEFAULT '',
+            fence       INTEGER,
+            started_at  REAL,
+            finished_at REAL
+        );
+        CREATE INDEX deploys_run ON deploys (run_id, id);
+        CREATE INDEX deploys_stack ON deploys (stack, id);
+
+        CREATE TABLE deploy_steps (
+            deploy_id   INTEGER NOT NULL REFERENCES deploys (id),
+            step        TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            message     TEXT NOT NULL DEFAULT '',
+            started_at  REAL NOT NULL,
+            finished_at REAL,
+            PRIMARY KEY (deploy_id, step)
+        );
+
+        CREATE TABLE deploy_output (
+            deploy_id INTEGER NOT NULL REFERENCES deploys (id),
+            seq       INTEGER NOT NULL,
+            step      TEXT NOT NULL,
+            stream    TEXT NOT NULL,
+            at        REAL NOT NULL,
+            text      TEXT NOT NULL,
+            PRIMARY KEY (deploy_id, seq)
+        );
+
+        -- One deploy per stack at a time. The token only grows (meta fence), and the periphery
+        -- refuses commands with a token lower than one it has seen for the stack.
+        CREATE TABLE stack_locks (
+            stack       TEXT PRIMARY KEY,
+            token       INTEGER NOT NULL,
+            holder      TEXT NOT NULL,
+            deploy_id   INTEGER,
+            acquired_at REAL NOT NULL
+        );
+        INSERT INTO meta (key, value) VALUES ('fence', '0');
+        """,
+    ),
 ]

@@ -1,0 +1,62 @@
+"""Which peripheries the core talks to: ``[[server]]`` resources of the applied state.
+
+A server with ``address`` is dialed (``ws(s)://HOST:8120/ws``); one without dials the core at
+``/ws/periphery``. Either way its ``public_key`` (after ``[[NAME]]`` interpolation) is the only key
+accepted for it. A server without a usable key is left out, with a warning that says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from core.config import CoreConfig
+from core.keyfiles import read_public_key
+from core.pool import ServerEndpoint
+from core.resources.variables import Values
+from core.store import Store
+from protocol.exceptions import BadKey
+
+log = logging.getLogger(__name__)
+
+
+def endpoints_from_store(
+    config: CoreConfig, store: Store
+) -> tuple[list[ServerEndpoint], list[str]]:
+    """The servers to keep channels to, and a problem message for each one left out."""
+    resources = store.resources()
+    variables: dict[str, str] = {}
+    for (kind, name), res in resources.items():
+        cfg: dict[str, Any] = res.config.get("config", {})
+        if kind == "variable" and not cfg.get("is_secret"):
+            variables[name] = str(cfg.get("value", ""))
+    values = Values(variables, config.secrets)
+    base = Path(config.source).resolve().parent if config.source else Path.cwd()
+    endpoints: list[ServerEndpoint] = []
+    problems: list[str] = []
+    for (kind, name), res in sorted(resources.items()):
+        if kind != "server":
+            continue
+        cfg = res.config.get("config", {})
+        spec = str(cfg.get("public_key", "")).strip()
+        if not spec:
+            problems.append(
+                f"server {name!r} has no public_key: pin its periphery's key in"
+                " [server.config] public_key (stackward keys new; the .pub line)"
+            )
+            continue
+        try:
+            key = read_public_key(values.interpolate(spec, where=f"server {name!r}"), base)
+        except (BadKey, Exception) as exc:  # UnknownVariable, BadKey
+            problems.append(f"server {name!r}: public_key unusable: {exc}")
+            continue
+        address = str(cfg.get("address", "")).strip()
+        if address and not address.startswith(("ws://", "wss://")):
+            address = f"wss://{address}" if ":" in address else f"wss://{address}:8120"
+        if address and not address.rstrip("/").endswith("/ws"):
+            address = address.rstrip("/") + "/ws"
+        endpoints.append(ServerEndpoint(name=name, public_key=key, address=address))
+    for problem in problems:
+        log.warning("%s", problem)
+    return endpoints, problems

@@ -1,0 +1,288 @@
+"""The core's deploys: runs over the graph, one stack's lock and fence, records and output.
+
+``DeployService.start`` checks everything it can before anything runs (the stacks exist, each has
+a repository and a server, the commits resolve), records a run with one pending deploy per stack,
+and runs it in the background: stacks through ``schedule.run_graph``, each one's steps through
+``stack.deploy_stack`` on its periphery's channel. Output is masked (core secrets and secret
+variables never reach the store) and kept with the deploy, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as pysecrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from core.config import CoreConfig
+from core.deploy.jobs import JobError, JobPlan, plan_job, values_of
+from core.deploy.schedule import DEFAULT_PARALLEL, StackFailed, StackOutcome, Status, run_graph
+from core.deploy.stack import StackJob, deploy_stack
+from core.exceptions import CoreError, PeripheryUnavailable
+from core.git import GitError, resolve_branch
+from core.pool import PeripheryPool
+from core.resources.graph import stack_graph
+from core.resources.models import ResourceSet
+from core.resources.variables import Values
+from core.store import Store
+from core.store.deploys import DeployRecords, OutputLine, StackLocked
+from protocol.exceptions import ChannelError
+from protocol.messages import (
+    ComposeDown,
+    DeployMode,
+    Fence,
+    Stream,
+    SwarmRemove,
+)
+
+log = logging.getLogger(__name__)
+
+CHANNEL_WAIT = 15.0  # how long a deploy waits for its server's channel
+FLUSH_LINES = 64  # output chunks buffered per deploy before they are written
+
+
+class DeployRefused(CoreError):
+    """A deploy cannot start (unknown stack, no server, no commit, already running)."""
+
+
+@dataclass
+class _Live:
+    """What one running deploy has not yet written to the store."""
+
+    deploy_id: int
+    seq: int = 0
+    pending: list[OutputLine] = field(default_factory=list)
+
+
+class _Recorder:
+    def __init__(self, service: DeployService, masker: Values) -> None:
+        self.service = service
+        self.masker = masker
+
+    def _live(self, job: StackJob) -> _Live:
+        return self.service._live[job.name]
+
+    async def step_started(self, job: StackJob, step: str) -> None:
+        live = self._live(job)
+        await anyio.to_thread.run_sync(self.service.records.step_started, live.deploy_id, step)
+
+    async def output(self, job: StackJob, step: str, stream: Stream, data: bytes) -> None:
+        live = self._live(job)
+        text = self.masker.mask(data.decode("utf-8", errors="replace"))
+        name = "stderr" if stream is Stream.STDERR else "stdout"
+        live.pending.append(OutputLine(live.seq, step, name, time.time(), text))
+        live.seq += 1
+        if len(live.pending) >= FLUSH_LINES:
+            await self.flush(live)
+
+    async def flush(self, live: _Live) -> None:
+        lines, live.pending = live.pending, []
+        await anyio.to_thread.run_sync(self.service.records.add_output, live.deploy_id, lines)
+
+    async def step_finished(
+        self, job: StackJob, step: str, ok: bool, message: str, seconds: float
+    ) -> None:
+        live = self._live(job)
+        await self.flush(live)
+        await anyio.to_thread.run_sync(
+            self.service.records.step_finished, live.deploy_id, step, ok, self.masker.mask(message)
+        )
+
+
+class DeployService:
+    def __init__(
+        self,
+        config: CoreConfig,
+        store: Store,
+        pool: PeripheryPool,
+        *,
+        parallel: int = DEFAULT_PARALLEL,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.records = DeployRecords(store)
+        self.pool = pool
+        self.parallel = parallel
+        self.instance = pysecrets.token_hex(8)  # this process, as a lock holder
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._live: dict[str, _Live] = {}
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Own the background runs until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._tg = None
+
+    # ------------------------------------------------------------------------------- start
+
+    async def start(self, rs: ResourceSet, stacks: Sequence[str], trigger: str) -> int:
+        """Check and record a run of ``stacks`` (deploy order from ``rs``); run it in the
+        background; return its id. Raises ``DeployRefused`` before anything runs."""
+        if self._tg is None:
+            raise DeployRefused("the deploy service is not running")
+        if not stacks:
+            raise DeployRefused("nothing to deploy")
+        busy = sorted(set(stacks) & set(self._live))
+        if busy:
+            raise DeployRefused(f"already being deployed: {', '.join(busy)}; wait for it to end")
+        values = values_of(rs, self.config.secrets)
+        plans: dict[str, JobPlan] = {}
+        try:
+            for name in stacks:
+                plans[name] = plan_job(rs, name, values)
+        except (JobError, CoreError) as exc:
+            raise DeployRefused(str(exc)) from exc
+        heads: dict[tuple[str, str], str] = {}
+        jobs: dict[str, StackJob] = {}
+        for name, plan in plans.items():
+            src = plan.source
+            commit = src.commit
+            if not commit:
+                key = (src.url, src.branch)
+                if key not in heads:
+                    try:
+                        heads[key] = await resolve_branch(src.url, src.branch)
+                    except GitError as exc:
+                        raise DeployRefused(f"stack {name!r}: {exc}") from exc
+                commit = heads[key]
+            jobs[name] = replace(plan.job, repo_url=src.url, commit=commit)
+        graph = stack_graph([(s.name, s.tier, s.after) for s in rs.stacks()], rs.tiers)
+        try:
+            graph.waves()
+        except ValueError as exc:
+            raise DeployRefused(str(exc)) from exc
+        run_id, ids = await anyio.to_thread.run_sync(
+            self.records.start_run, trigger, [(n, jobs[n].server) for n in sorted(jobs)]
+        )
+        for name in jobs:
+            self._live[name] = _Live(ids[name])
+        masker = values
+        self._tg.start_soon(self._execute, run_id, graph, jobs, plans, masker)
+        log.info("deploy run %s started (%s): %s", run_id, trigger, ", ".join(sorted(jobs)))
+        return run_id
+
+    # ----------------------------------------------------------------------------- execute
+
+    async def _execute(
+        self,
+        run_id: int,
+        graph: Any,
+        jobs: dict[str, StackJob],
+        plans: dict[str, JobPlan],
+        masker: Values,
+    ) -> None:
+        recorder = _Recorder(self, masker)
+
+        async def deploy(name: str) -> None:
+            await self._deploy_one(jobs[name], plans[name], recorder)
+
+        async def finished(outcome: StackOutcome) -> None:
+            live = self._live.get(outcome.name)
+            if live is not None and outcome.status is Status.SKIPPED:
+                await anyio.to_thread.run_sync(
+                    self.records.deploy_finished, live.deploy_id, "skipped", outcome.reason
+                )
+
+        try:
+            outcomes = await run_graph(
+                graph, list(jobs), deploy, limit=self.parallel, on_finished=finished
+            )
+            ok = all(o.status is Status.HEALTHY for o in outcomes.values())
+            status = "succeeded" if ok else "failed"
+        except Exception:
+            log.exception("deploy run %s broke", run_id)
+            status = "failed"
+        finally:
+            for name in jobs:
+                self._live.pop(name, None)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.records.finish_run, run_id, status)
+        log.info("deploy run %s %s", run_id, status)
+
+    async def _pick_server(self, plan: JobPlan) -> str:
+        if len(plan.servers) == 1:
+            return plan.servers[0]
+        connected = self.pool.connected()
+        for server in plan.servers:  # a reachable manager of the swarm
+            if server in connected:
+                return server
+        return plan.servers[0]
+
+    async def _deploy_one(self, job: StackJob, plan: JobPlan, recorder: _Recorder) -> None:
+        live = self._live[job.name]
+        server = await self._pick_server(plan)
+        job = replace(job, server=server)
+        try:
+            token = await anyio.to_thread.run_sync(
+                self.records.lock, job.name, self.instance, live.deploy_id
+            )
+        except StackLocked as exc:
+            await self._finish(live, "failed", str(exc))
+            raise StackFailed(str(exc)) from exc
+        try:
+            await anyio.to_thread.run_sync(
+                self.records.deploy_started, live.deploy_id, token, server
+            )
+            try:
+                channel = await self.pool.channel(server, CHANNEL_WAIT)
+            except PeripheryUnavailable as exc:
+                message = f"server {server!r}: {exc}"
+                await self._finish(live, "failed", message)
+                raise StackFailed(message) from exc
+            try:
+                commit = await deploy_stack(channel, job, recorder, Fence(job.name, token))
+            except StackFailed as exc:
+                await recorder.flush(live)
+                await self._finish(live, "failed", recorder.masker.mask(str(exc)))
+                raise
+            await recorder.flush(live)
+            await self._finish(live, "healthy", "", commit)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.records.unlock, job.name, token)
+
+    async def _finish(self, live: _Live, status: str, reason: str, commit: str = "") -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                self.records.deploy_finished, live.deploy_id, status, reason, commit
+            )
+
+    # ----------------------------------------------------------------------------- remove
+
+    async def take_down(self, name: str, stored: dict[str, Any], swarm_servers: list[str]) -> str:
+        """Remove a stack deleted from the resources (``docker stack rm`` / ``compose down``).
+        Returns a message for the log."""
+        cfg: dict[str, Any] = stored.get("config", {})
+        project = str(cfg.get("project_name") or name)
+        if cfg.get("swarm"):
+            mode, servers = DeployMode.SWARM, swarm_servers
+        else:
+            mode, servers = DeployMode.COMPOSE, [str(cfg.get("server", ""))]
+        servers = [s for s in servers if s]
+        if not servers:
+            return f"stack {name!r} removed from the resources; no server known to take it down"
+        try:
+            channel = await self.pool.channel(servers[0], CHANNEL_WAIT)
+            command = (
+                SwarmRemove(stack=project)
+                if mode is DeployMode.SWARM
+                else ComposeDown(project=project)
+            )
+            result, _ = await channel.request(command)
+        except (PeripheryUnavailable, ChannelError) as exc:
+            return f"stack {name!r}: could not take it down: {exc}"
+        if result.error is not None:
+            return f"stack {name!r}: taking it down failed: {result.error.message}"
+        return f"stack {name!r}: taken down"

@@ -1,0 +1,200 @@
+"""The core's long-lived parts, owned by one task group: the periphery pool and the deploys.
+
+``CoreRuntime.run`` starts them; ``CoreRuntime.setup`` is a ``build_app`` setup function that
+adds the periphery endpoint (``/ws/periphery``) and the deploy API:
+
+- ``POST /api/stacks/{name}/deploy``: deploy one stack and nothing else (202, the run's id);
+- ``GET /api/runs/{id}``: a run and its deploys; ``GET /api/deploys/{id}``: one deploy and its
+  steps; ``GET /api/deploys/{id}/log?after=SEQ``: its output, in order;
+- ``GET /api/servers``: the known servers and which are connected.
+
+After an apply, the plan's deploy list runs through the graph, and stacks the apply deleted are
+taken down.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from aiohttp import web
+
+from core.agents import endpoints_from_store
+from core.app import AFTER_APPLY, STORE, SYNCS, error_response, json_response
+from core.config import CoreConfig
+from core.deploy.service import DeployRefused, DeployService
+from core.exceptions import ConfigError
+from core.plan.models import Plan
+from core.pool import PeripheryPool, PoolSettings
+from core.store import Store
+from protocol.keys import PrivateKey
+
+log = logging.getLogger(__name__)
+
+
+class CoreRuntime:
+    def __init__(
+        self,
+        config: CoreConfig,
+        store: Store,
+        private_key: PrivateKey,
+        pool_settings: PoolSettings | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.pool = PeripheryPool(private_key, pool_settings)
+        self.deploys = DeployService(config, store, self.pool)
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await tg.start(self.pool.run)
+            await tg.start(self.deploys.run)
+            await self.refresh_servers()
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._tg = None
+
+    async def refresh_servers(self) -> list[str]:
+        endpoints, problems = await anyio.to_thread.run_sync(
+            endpoints_from_store, self.config, self.store
+        )
+        self.pool.set_servers(endpoints)
+        return problems
+
+    # ------------------------------------------------------------------------------ app
+
+    def setup(self, app: web.Application) -> None:
+        app[RUNTIME] = self
+        app.router.add_get("/ws/periphery", self.pool.handle_dial_in)
+        app.router.add_post("/api/stacks/{name}/deploy", self._deploy_stack)
+        app.router.add_get("/api/runs/{id}", self._get_run)
+        app.router.add_get("/api/deploys/{id}", self._get_deploy)
+        app.router.add_get("/api/deploys/{id}/log", self._get_log)
+        app.router.add_get("/api/servers", self._servers)
+        app[AFTER_APPLY] = self.after_apply
+
+    async def _deploy_stack(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        stored = await anyio.to_thread.run_sync(request.app[STORE].resources)
+        resource = stored.get(("stack", name))
+        if resource is None:
+            return error_response(
+                404, "stack_not_found", f"no stack named {name!r} is applied; plan and apply first"
+            )
+        rs, _ = await anyio.to_thread.run_sync(request.app[SYNCS].load, resource.sync)
+        try:
+            run_id = await self.deploys.start(rs, [name], f"deploy {name}")
+        except DeployRefused as exc:
+            return error_response(409, "deploy_refused", str(exc))
+        run = await anyio.to_thread.run_sync(self.deploys.records.run, run_id)
+        return json_response(run, 202)
+
+    async def _get_run(self, request: web.Request) -> web.Response:
+        run = await anyio.to_thread.run_sync(self.deploys.records.run, _int(request, "id"))
+        if run is None:
+            return error_response(404, "run_not_found", f"no deploy run {request.match_info['id']}")
+        return json_response(run)
+
+    async def _get_deploy(self, request: web.Request) -> web.Response:
+        deploy = await anyio.to_thread.run_sync(self.deploys.records.deploy, _int(request, "id"))
+        if deploy is None:
+            return error_response(404, "deploy_not_found", f"no deploy {request.match_info['id']}")
+        return json_response(deploy)
+
+    async def _get_log(self, request: web.Request) -> web.Response:
+        deploy_id = _int(request, "id")
+        try:
+            after = int(request.query.get("after", "-1"))
+        except ValueError:
+            return error_response(400, "bad_request", "after must be an integer (a seq)")
+        lines = await anyio.to_thread.run_sync(self.deploys.records.output, deploy_id, after)
+        return json_response({"deploy": deploy_id, "lines": lines})
+
+    async def _servers(self, request: web.Request) -> web.Response:
+        connected = self.pool.connected()
+        problems = await self.refresh_servers()
+        names = sorted(self.pool.known())
+        return json_response(
+            {
+                "servers": [
+                    {
+                        "name": n,
+                        "connected": n in connected,
+                        "key": connected[n].public_key.fingerprint() if n in connected else None,
+                    }
+                    for n in names
+                ],
+                "problems": problems,
+            }
+        )
+
+    async def after_apply(self, app: web.Application, sync: str, plan: Plan) -> dict[str, Any]:
+        """Refresh the servers, take down deleted stacks, start the plan's deploys."""
+        out: dict[str, Any] = {"run": None, "removed": []}
+        await self.refresh_servers()
+        deleted = [c for c in plan.changes if c.kind == "stack" and c.action == "delete"]
+        if deleted and self._tg is not None:
+            self._tg.start_soon(self._take_down, [c.name for c in deleted], plan)
+            out["removed"] = [c.name for c in deleted]
+        if plan.deploys:
+            rs, _ = await anyio.to_thread.run_sync(app[SYNCS].load, sync)
+            try:
+                out["run"] = await self.deploys.start(
+                    rs, [d.stack for d in plan.deploys], f"apply {plan.id}"
+                )
+            except DeployRefused as exc:
+                out["deploy_error"] = str(exc)
+        return out
+
+    async def _take_down(self, names: list[str], plan: Plan) -> None:
+        by_name = {c.name: c for c in plan.changes}
+        stored = await anyio.to_thread.run_sync(self.store.resources)
+        for name in names:
+            change = by_name[name]
+            old: dict[str, Any] = {}
+            for field in change.fields:
+                if field.path == "config" and isinstance(field.old, dict):
+                    old = {"config": field.old}
+            swarm = str(old.get("config", {}).get("swarm", ""))
+            swarm_res = stored.get(("swarm", swarm))
+            servers = (
+                list(swarm_res.config.get("config", {}).get("servers", [])) if swarm_res else []
+            )
+            message = await self.deploys.take_down(name, old, servers)
+            log.info("%s", message)
+
+
+RUNTIME = web.AppKey("runtime", CoreRuntime)
+
+
+def _int(request: web.Request, key: str) -> int:
+    try:
+        return int(request.match_info[key])
+    except ValueError as exc:
+        raise web.HTTPNotFound(text=f"{key} must be a number") from exc
+
+
+def load_private_key(config: CoreConfig) -> PrivateKey:
+    from pathlib import Path
+
+    from core.keyfiles import read_private_key
+    from protocol.exceptions import BadKey
+
+    if not config.private_key:
+        raise ConfigError(
+            f"{config.source or 'core config'}: key 'private_key': required to talk to"
+            " peripheries; make one with: stackward keys new /etc/stackward/core.key"
+        )
+    try:
+        return read_private_key(Path(config.private_key))
+    except BadKey as exc:
+        raise ConfigError(f"{config.source}: key 'private_key': {exc}") from exc

@@ -1,0 +1,214 @@
+"""Deploy records and stack locks in the core's SQLite store.
+
+Blocking, like the rest of the store; the async side calls it in worker threads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from core.exceptions import StoreError
+from core.store import Store
+
+
+class StackLocked(StoreError):
+    """Another deploy of the stack is running."""
+
+
+class OutputLine(msgspec.Struct, frozen=True):
+    seq: int
+    step: str
+    stream: str
+    at: float
+    text: str
+
+
+class DeployRecords:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- runs ---------------------------------------------------------------------------------
+    def start_run(
+        self, trigger: str, stacks: Sequence[tuple[str, str]]
+    ) -> tuple[int, dict[str, int]]:
+        """A run with one pending deploy per ``(stack, server)``; returns the ids."""
+        now = time.time()
+        with self.store.write() as db:
+            run_id = _lastrowid(
+                db.execute(
+                    "INSERT INTO deploy_runs (trigger, started_at, status)"
+                    " VALUES (?, ?, 'running')",
+                    (trigger, now),
+                )
+            )
+            ids = {}
+            for stack, server in stacks:
+                ids[stack] = _lastrowid(
+                    db.execute(
+                        "INSERT INTO deploys (run_id, stack, server, status) "
+                        "VALUES (?, ?, ?, 'pending')",
+                        (run_id, stack, server),
+                    )
+                )
+        return run_id, ids
+
+    def finish_run(self, run_id: int, status: str) -> None:
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE deploy_runs SET status = ?, finished_at = ? WHERE id = ?",
+                (status, time.time(), run_id),
+            )
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        with self.store.read() as db:
+            row = db.execute(
+                "SELECT id, trigger, started_at, finished_at, status FROM deploy_runs WHERE id = ?",
+                (run_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM deploys WHERE run_id = ? ORDER BY id", (run_id,)
+                )
+            ]
+        keys = ("id", "trigger", "started_at", "finished_at", "status")
+        out = dict(zip(keys, row, strict=True))
+        out["deploys"] = [self.deploy(i) for i in ids]
+        return out
+
+    # -- deploys ------------------------------------------------------------------------------
+    def deploy_started(self, deploy_id: int, fence: int, server: str) -> None:
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE deploys SET status = 'running', started_at = ?, fence = ?, server = ? "
+                "WHERE id = ?",
+                (time.time(), fence, server, deploy_id),
+            )
+
+    def deploy_finished(self, deploy_id: int, status: str, reason: str, commit: str = "") -> None:
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE deploys SET status = ?, reason = ?, finished_at = ?, "
+                "commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END WHERE id = ?",
+                (status, reason, time.time(), commit, commit, deploy_id),
+            )
+
+    def set_commit(self, deploy_id: int, commit: str) -> None:
+        with self.store.write() as db:
+            db.execute("UPDATE deploys SET commit_id = ? WHERE id = ?", (commit, deploy_id))
+
+    def deploy(self, deploy_id: int) -> dict[str, Any] | None:
+        with self.store.read() as db:
+            row = db.execute(
+                "SELECT id, run_id, stack, server, commit_id, status, reason, fence, started_at,"
+                " finished_at FROM deploys WHERE id = ?",
+                (deploy_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            steps = db.execute(
+                "SELECT step, status, message, started_at, finished_at FROM deploy_steps "
+                "WHERE deploy_id = ? ORDER BY started_at, step",
+                (deploy_id,),
+            ).fetchall()
+        keys = (
+            "id",
+            "run_id",
+            "stack",
+            "server",
+            "commit",
+            "status",
+            "reason",
+            "fence",
+            "started_at",
+            "finished_at",
+        )
+        out = dict(zip(keys, row, strict=True))
+        out["steps"] = [
+            dict(zip(("step", "status", "message", "started_at", "finished_at"), s, strict=True))
+            for s in steps
+        ]
+        return out
+
+    def last_deploy_of(self, stack: str) -> int | None:
+        with self.store.read() as db:
+            row = db.execute(
+                "SELECT id FROM deploys WHERE stack = ? ORDER BY id DESC LIMIT 1", (stack,)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    # -- steps and output ---------------------------------------------------------------------
+    def step_started(self, deploy_id: int, step: str) -> None:
+        with self.store.write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO deploy_steps (deploy_id, step, status, started_at) "
+                "VALUES (?, ?, 'running', ?)",
+                (deploy_id, step, time.time()),
+            )
+
+    def step_finished(self, deploy_id: int, step: str, ok: bool, message: str) -> None:
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE deploy_steps SET status = ?, message = ?, finished_at = ? "
+                "WHERE deploy_id = ? AND step = ?",
+                ("ok" if ok else "failed", message, time.time(), deploy_id, step),
+            )
+
+    def add_output(self, deploy_id: int, lines: Sequence[OutputLine]) -> None:
+        if not lines:
+            return
+        with self.store.write() as db:
+            db.executemany(
+                "INSERT INTO deploy_output (deploy_id, seq, step, stream, at, text) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(deploy_id, x.seq, x.step, x.stream, x.at, x.text) for x in lines],
+            )
+
+    def output(self, deploy_id: int, after: int = -1, limit: int = 10_000) -> list[OutputLine]:
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT seq, step, stream, at, text FROM deploy_output "
+                "WHERE deploy_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (deploy_id, after, limit),
+            ).fetchall()
+        return [OutputLine(*r) for r in rows]
+
+    # -- locks --------------------------------------------------------------------------------
+    def lock(self, stack: str, holder: str, deploy_id: int) -> int:
+        """Take the stack's lock for ``holder``; return the new fencing token.
+
+        A lock held by this same holder (this core process) means a deploy is running:
+        ``StackLocked``. A lock left by another holder (a core that has since stopped) is taken
+        over with a higher token, which the periphery's fence turns against the old one.
+        """
+        with self.store.write() as db:
+            row = db.execute(
+                "SELECT holder, deploy_id FROM stack_locks WHERE stack = ?", (stack,)
+            ).fetchone()
+            if row is not None and row[0] == holder:
+                raise StackLocked(f"stack {stack!r} is being deployed (deploy {row[1]})")
+            token = int(db.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()[0]) + 1
+            db.execute("UPDATE meta SET value = ? WHERE key = 'fence'", (str(token),))
+            db.execute(
+                "INSERT OR REPLACE INTO stack_locks (stack, token, holder, deploy_id, acquired_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (stack, token, holder, deploy_id, time.time()),
+            )
+        return token
+
+    def unlock(self, stack: str, token: int) -> None:
+        with self.store.write() as db:
+            db.execute("DELETE FROM stack_locks WHERE stack = ? AND token = ?", (stack, token))
+
+
+def _lastrowid(cursor: sqlite3.Cursor) -> int:
+    rowid = cursor.lastrowid
+    assert rowid is not None
+    return int(rowid)

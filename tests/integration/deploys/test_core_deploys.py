@@ -1,0 +1,210 @@
+"""Deploys driven by the core: real core (in-process), real periphery process, real engine."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+
+from core.config import load_config
+from core.server import serve
+from tests.support.homelab import COMPOSE_STACK, IMAGE, SWARM_STACK, Repo
+from tests.support.processes import KeyPair, Periphery, toml_value, write_toml
+
+pytestmark = [pytest.mark.docker, pytest.mark.anyio]
+
+
+@dataclass
+class Core:
+    url: str
+    token: str
+    periphery: Periphery
+    resources: Path
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session:
+            async with session.request(
+                method,
+                self.url + path,
+                json=body,
+                headers={"Authorization": f"Bearer {self.token}"},
+            ) as response:
+                return response.status, await response.json()
+
+    async def sync(self) -> dict[str, Any]:
+        status, plan = await self.call("POST", "/api/syncs/local/plan")
+        assert status == 201, plan
+        status, applied = await self.call("POST", "/api/syncs/local/apply", {"plan_id": plan["id"]})
+        assert status == 200, applied
+        return applied
+
+    async def wait_run(self, run_id: int, within: float = 120) -> dict[str, Any]:
+        with anyio.fail_after(within):
+            while True:
+                status, run = await self.call("GET", f"/api/runs/{run_id}")
+                assert status == 200, run
+                if run["status"] != "running":
+                    return run
+                await anyio.sleep(0.2)
+
+
+def resource_file(prefix: str, repo: Repo, key_line: str, stacks: list[dict[str, Any]]) -> str:
+    out = [
+        'tiers = ["infrastructure", "platform", "application"]',
+        '[[server]]\nname = "manager"\n[server.config]\npublic_key = ' + toml_value(key_line),
+        '[[swarm]]\nname = "lab"\n[swarm.config]\nservers = ["manager"]',
+        '[[repo]]\nname = "lab"\n[repo.config]\nurl = ' + toml_value(repo.url),
+        '[[variable]]\nname = "TOKEN"\nvalue = "s3cr3t-value"\nis_secret = true',
+    ]
+    for s in stacks:
+        block = [f'[[stack]]\nname = "{prefix}-{s["name"]}"\ndeploy = true\ntier = "{s["tier"]}"']
+        if s.get("after"):
+            block.append("after = " + toml_value([f"{prefix}-{a}" for a in s["after"]]))
+        block.append("[stack.config]")
+        block.append('swarm = "lab"' if s["mode"] == "swarm" else 'server = "manager"')
+        block.append(f'linked_repo = "lab"\nrun_directory = "stacks/{s["name"]}"')
+        block.append('environment = "TOKEN=[[TOKEN]]"')
+        if s["mode"] == "compose":
+            block.append("auto_pull = false")
+        if s.get("pre"):
+            block.append(f"pre_deploy = {{ command = {toml_value(s['pre'])} }}")
+        block.append(f"[stack.config.health]\ntimeout = {s.get('timeout', 60)}")
+        out.append("\n".join(block))
+    return "\n\n".join(out) + "\n"
+
+
+def stack_files(stacks: list[dict[str, Any]]) -> dict[str, str]:
+    files = {}
+    for s in stacks:
+        if s["mode"] == "swarm":
+            files[f"stacks/{s['name']}/compose.yaml"] = SWARM_STACK.format(
+                image=IMAGE, probe=s.get("probe", "wget")
+            )
+        else:
+            files[f"stacks/{s['name']}/compose.yaml"] = COMPOSE_STACK.format(image=IMAGE)
+    return files
+
+
+@pytest.fixture
+async def core(tmp_path: Path, core_keys: KeyPair, periphery_factory) -> AsyncIterator[Core]:  # type: ignore[no-untyped-def]
+    token = secrets.token_hex(8)
+    resources = tmp_path / "resources.toml"
+    resources.write_text("")
+    config_path = write_toml(
+        tmp_path / "core.toml",
+        {
+            "listen": "127.0.0.1:0",
+            "data_dir": str(tmp_path / "data"),
+            "private_key": str(core_keys.path),
+            "api_tokens": [token],
+            "resources": [str(resources)],
+        },
+    )
+    config = load_config(config_path)
+    ports: list[int] = []
+    async with anyio.create_task_group() as tg:
+        ready = anyio.Event()
+
+        def started(port: int) -> None:
+            ports.append(port)
+            ready.set()
+
+        tg.start_soon(lambda: serve(config, started=started))
+        with anyio.fail_after(10):
+            await ready.wait()
+        periphery = periphery_factory.make(
+            "agent",
+            listen="",
+            core_address=f"ws://127.0.0.1:{ports[0]}",
+            server_name="manager",
+            reconnect_initial_delay=0.1,
+            reconnect_max_delay=0.5,
+        )
+        await anyio.to_thread.run_sync(periphery.start_and_wait)
+        yield Core(f"http://127.0.0.1:{ports[0]}", token, periphery, resources)
+        tg.cancel_scope.cancel()
+
+
+async def test_tiers_failures_and_skips_through_the_core(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    p = docker_env.prefix
+    stacks = [
+        {
+            "name": "infra",
+            "tier": "infrastructure",
+            "mode": "swarm",
+            "pre": 'test "$TOKEN" = s3cr3t-value && echo token is $TOKEN',
+        },
+        {"name": "db", "tier": "platform", "mode": "compose"},
+        {"name": "broken", "tier": "platform", "mode": "compose", "pre": "echo no; exit 3"},
+        {"name": "after-broken", "tier": "platform", "mode": "compose", "after": ["broken"]},
+    ]
+    repo = Repo(tmp_path / "repo")
+    repo.commit(stack_files(stacks))
+    core.resources.write_text(
+        resource_file(p, repo, core.periphery.keys.public.openssh_line(), stacks)
+    )
+    applied = await core.sync()
+    assert applied["run"] is not None, applied
+    run = await core.wait_run(applied["run"])
+    by_stack = {d["stack"].removeprefix(p + "-"): d for d in run["deploys"]}
+    assert run["status"] == "failed"
+    assert by_stack["infra"]["status"] == "healthy", by_stack["infra"]
+    assert by_stack["db"]["status"] == "healthy", by_stack["db"]
+    assert by_stack["broken"]["status"] == "failed"
+    assert "pre_deploy" in by_stack["broken"]["reason"]
+    assert by_stack["after-broken"]["status"] == "skipped"
+    assert by_stack["after-broken"]["reason"] == f"not deployed: {p}-broken failed"
+    steps = [s["step"] for s in by_stack["infra"]["steps"]]
+    assert steps == ["checkout", "pre_deploy", "deploy", "health"]
+    # Output is kept with the deploy, and the secret never is.
+    status, log = await core.call("GET", f"/api/deploys/{by_stack['infra']['id']}/log")
+    text = "".join(line["text"] for line in log["lines"])
+    assert "token is ***" in text and "s3cr3t-value" not in text
+    # Only the one run: the infrastructure tier finished before the platform tier began.
+    infra_end = by_stack["infra"]["finished_at"]
+    assert all(by_stack[n]["started_at"] >= infra_end for n in ("db", "broken"))
+
+
+async def test_an_unhealthy_stack_fails_with_its_reason_and_deploys_never_overlap(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    p = docker_env.prefix
+    stacks = [
+        {
+            "name": "sick",
+            "tier": "infrastructure",
+            "mode": "swarm",
+            "probe": "false",
+            "timeout": 20,
+        },
+        {"name": "slow", "tier": "infrastructure", "mode": "compose", "pre": "sleep 2"},
+    ]
+    repo = Repo(tmp_path / "repo")
+    repo.commit(stack_files(stacks))
+    core.resources.write_text(
+        resource_file(p, repo, core.periphery.keys.public.openssh_line(), stacks)
+    )
+    applied = await core.sync()
+    # While the first run holds the stacks, another deploy of one of them is refused.
+    status, refused = await core.call("POST", f"/api/stacks/{p}-slow/deploy")
+    assert status == 409 and "already being deployed" in refused["error"]["message"]
+    run = await core.wait_run(applied["run"], within=90)
+    by_stack = {d["stack"].removeprefix(p + "-"): d for d in run["deploys"]}
+    assert by_stack["sick"]["status"] == "failed"
+    assert "health" in by_stack["sick"]["reason"] and "web" in by_stack["sick"]["reason"]
+    assert by_stack["slow"]["status"] == "healthy"
+    # Deploying the one stack again, alone: only it runs.
+    status, again = await core.call("POST", f"/api/stacks/{p}-slow/deploy")
+    assert status == 202, again
+    assert [d["stack"] for d in again["deploys"]] == [f"{p}-slow"]
+    done = await core.wait_run(again["id"])
+    assert done["status"] == "succeeded"
+    assert done["deploys"][0]["fence"] > by_stack["slow"]["fence"]
