@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 " plan is made, printed, and applied when --yes is given",
             )
             p.add_argument("--yes", action="store_true", help="apply a fresh plan without asking")
+            p.add_argument(
+                "--follow", action="store_true", help="follow the deploys the apply starts"
+            )
         p.set_defaults(
             handler=run_plan if name == "plan" else run_apply, default_log_level="WARNING"
         )
@@ -219,4 +222,22 @@ def run_apply(args: argparse.Namespace) -> int:
         if result["plan"]["deploys"]:
             names = ", ".join(d["stack"] for d in result["plan"]["deploys"])
             print(f"Stacks to deploy: {names}")
+        if result.get("deploy_error"):
+            print(
+                f"stackward apply: deploys not started: {result['deploy_error']}", file=sys.stderr
+            )
+            return 1
+        if result.get("run") is not None:
+            print(f"Deploy run {result['run']} started.")
+    if result.get("run") is not None and args.follow:
+        from core.cli.follow import RunFollower
+
+        follower = RunFollower(lambda m, p: _call(args, m, p), sys.stdout, _colors(args))
+        try:
+            done = follower.follow(result["run"])
+        except _Failure as exc:
+            print(f"stackward apply: {exc}", file=sys.stderr)
+            return exc.code
+        follower.summary(done)
+        return 0 if done["status"] == "succeeded" else 1
     return 0
