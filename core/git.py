@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import anyio
 
@@ -52,3 +56,120 @@ async def resolve_branch(url: str, branch: str, time_limit: float = GIT_TIMEOUT)
         if name == ref and _SHA.fullmatch(sha):
             return sha
     raise GitError(f"{redact(url)} has no branch {branch!r}")
+
+
+# ------------------------------------------------------------------- mirrors (blocking)
+# The sync service runs in worker threads; these block, each git call with a deadline.
+
+
+def _run(argv: list[str], what: str, time_limit: float = GIT_TIMEOUT, **kwargs: object) -> str:
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            timeout=time_limit,
+            env=_env(),
+            check=False,
+            **kwargs,  # type: ignore[call-overload]
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"{what}: git took longer than {time_limit:g}s") from exc
+    except OSError as exc:
+        raise GitError(f"{what}: cannot run git: {exc}") from exc
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"{what}: {reason[-1] if reason else f'git exited {done.returncode}'}")
+    return str(done.stdout.decode(errors="replace"))
+
+
+def update_mirror(url: str, mirror: os.PathLike[str] | str) -> None:
+    """A bare mirror of ``url`` at ``mirror``: cloned the first time, fetched after."""
+    path = Path(mirror)
+    if url.startswith("-"):
+        raise GitError(f"refusing a repository starting with '-': {redact(url)}")
+    if (path / "HEAD").exists():
+        _run(
+            [
+                "git",
+                "--git-dir",
+                str(path),
+                "fetch",
+                "--prune",
+                "--quiet",
+                "--",
+                url,
+                "+refs/heads/*:refs/heads/*",
+            ],
+            f"fetching {redact(url)}",
+        )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _run(["git", "clone", "--mirror", "--quiet", "--", url, str(tmp)], f"cloning {redact(url)}")
+    os.replace(tmp, path)
+
+
+def branch_commit(mirror: os.PathLike[str] | str, branch: str) -> str:
+    ref = branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+    out = _run(
+        ["git", "--git-dir", str(mirror), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        f"branch {branch!r}",
+    ).strip()
+    if not _SHA.fullmatch(out):
+        raise GitError(f"no branch {branch!r} in the repository")
+    return out
+
+
+def export_tree(mirror: os.PathLike[str] | str, commit: str, dest: os.PathLike[str] | str) -> None:
+    """The files of ``commit`` under ``dest`` (made once; an existing one is kept)."""
+    target = Path(dest)
+    if target.is_dir():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    index = tmp.with_name(tmp.name + ".index")
+    try:
+        env_index = {"GIT_INDEX_FILE": str(index)}
+        for argv in (
+            ["git", "--git-dir", str(mirror), "read-tree", commit],
+            [
+                "git",
+                "--git-dir",
+                str(mirror),
+                f"--work-tree={tmp}",
+                "checkout-index",
+                "--all",
+                "--force",
+            ],
+        ):
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                timeout=GIT_TIMEOUT,
+                env={**_env(), **env_index},
+                check=False,
+            )
+            if done.returncode != 0:
+                raise GitError(f"exporting {commit[:12]}: {done.stderr.decode().strip()}")
+        os.replace(tmp, target)
+    finally:
+        index.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def changed_paths(mirror: os.PathLike[str] | str, old: str, new: str) -> list[str]:
+    """Paths that differ between two commits (renames count on both sides)."""
+    if not old or old == new:
+        return []
+    out = _run(
+        ["git", "--git-dir", str(mirror), "diff", "--name-only", "--no-renames", old, new],
+        f"comparing {old[:12]}..{new[:12]}",
+    )
+    return [line for line in out.splitlines() if line]
+
+
+def provider_url(provider: str, https: bool, repo: str) -> str:
+    """Komodo's ``git_provider`` + ``repo`` (``account/name``) as a clone URL."""
+    repo = repo.removesuffix(".git")
+    return f"https://{provider}/{repo}.git" if https else f"git@{provider}:{repo}.git"

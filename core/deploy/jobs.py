@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from core.deploy.environment import parse_environment
 from core.deploy.stack import PreDeployStep, StackJob
 from core.exceptions import CoreError
+from core.git import provider_url
 from core.resources.models import RepoConfig, Resource, ResourceSet, StackConfig, SwarmConfig
 from core.resources.variables import Values
 from protocol.messages import DeployMode
@@ -39,11 +40,6 @@ def values_of(rs: ResourceSet, secrets: dict[str, str]) -> Values:
     return Values(variables, secrets, secret_names)
 
 
-def _provider_url(provider: str, https: bool, repo: str) -> str:
-    repo = repo.removesuffix(".git")
-    return f"https://{provider}/{repo}.git" if https else f"git@{provider}:{repo}.git"
-
-
 def source_of(rs: ResourceSet, stack: Resource, values: Values) -> Source:
     cfg: StackConfig = stack.config
     where = f"stack {stack.name!r}"
@@ -55,13 +51,13 @@ def source_of(rs: ResourceSet, stack: Resource, values: Values) -> Source:
         if rc.url:
             url = values.interpolate(rc.url, where=f"repo {repo.name!r} url")
         elif rc.repo:
-            url = _provider_url(rc.git_provider, rc.git_https, rc.repo)
+            url = provider_url(rc.git_provider, rc.git_https, rc.repo)
         else:
             raise JobError(f"repo {repo.name!r}: set url (or git_provider and repo)")
         return Source(url, rc.branch or "main", rc.commit)
     if cfg.repo:
         return Source(
-            _provider_url(cfg.git_provider, cfg.git_https, cfg.repo), cfg.branch, cfg.commit
+            provider_url(cfg.git_provider, cfg.git_https, cfg.repo), cfg.branch, cfg.commit
         )
     raise JobError(
         f"{where}: no repository: set linked_repo (a [[repo]]) or repo; files on the host and"

@@ -45,6 +45,7 @@ class Plan(msgspec.Struct):
     notes: list[str] = msgspec.field(default_factory=list)
     created_at: float = 0.0
     applied_at: float | None = None
+    commit: str = ""  # the commit of a git-backed sync's files ("" for files on the host)
 
     @property
     def empty(self) -> bool:

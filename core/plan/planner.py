@@ -42,6 +42,7 @@ ChangedPaths = Collection[str] | Callable[[Resource], Collection[str]]
 # Stack fields whose change alone does not call for a redeploy.
 NO_REDEPLOY_FIELDS = frozenset(
     {
+        "(sync)",  # another sync took the stack over: same stack, nothing to redeploy
         "description",
         "tags",
         "deploy",
@@ -116,11 +117,21 @@ def make_plan(
     changed_paths: ChangedPaths = (),
     fingerprint: Fingerprint = default_fingerprint,
     created_at: float = 0.0,
+    commit: str = "",
 ) -> Plan:
     with gc_paused():
-        return _make_plan(
-            sync, desired, state, base_revision, options, changed_paths, fingerprint, created_at
+        plan = _make_plan(
+            sync,
+            desired,
+            state,
+            base_revision,
+            options,
+            changed_paths,
+            fingerprint,
+            created_at,
+            commit,
         )
+    return plan
 
 
 def _make_plan(
@@ -132,6 +143,7 @@ def _make_plan(
     changed_paths: ChangedPaths,
     fingerprint: Fingerprint,
     created_at: float,
+    commit: str = "",
 ) -> Plan:
     opts = options or SyncOptions()
     notes: list[str] = []
@@ -197,6 +209,8 @@ def _make_plan(
         "changes": [(c.kind, c.name, c.action, c.old_hash, c.new_hash) for c in changes],
         "deploys": [(d.stack, d.reasons) for d in deploys],
     }
+    if commit:
+        body["commit"] = commit
     return Plan(
         id=content_hash(body)[:24],
         sync=sync,
@@ -206,6 +220,7 @@ def _make_plan(
         deploy_waves=waves,
         notes=notes,
         created_at=created_at,
+        commit=commit,
     )
 
 

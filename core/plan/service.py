@@ -17,23 +17,45 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from core.config import CoreConfig
-from core.exceptions import PlanError, ResourceError, SyncNotFound
+from core.exceptions import CoreError, PlanError, ResourceError, SyncNotFound
+from core.git import (
+    GitError,
+    branch_commit,
+    changed_paths,
+    export_tree,
+    provider_url,
+    update_mirror,
+)
 from core.plan.models import Plan, SyncOptions
 from core.plan.planner import make_plan, sync_options
 from core.resources import Known, ResourceSet, validate
+from core.resources.variables import Values
 from core.store import Store
 
 log = logging.getLogger(__name__)
 
 LOCAL_SYNC = "local"
+
+
+@dataclass(frozen=True)
+class SyncSource:
+    """Where a sync's files are, its options, and for a git-backed sync the commit read and the
+    paths changed since the commit last applied."""
+
+    paths: list[str]
+    options: SyncOptions
+    commit: str = ""
+    changed: tuple[str, ...] = ()
 
 
 class SyncService:
@@ -52,10 +74,11 @@ class SyncService:
                 names.add(name)
         return sorted(names)
 
-    def _sync_source(self, name: str) -> tuple[list[str], SyncOptions]:
+    def _sync_source(self, name: str) -> SyncSource:
         if name == LOCAL_SYNC:
-            return list(self.config.resources), SyncOptions()
+            return SyncSource(list(self.config.resources), SyncOptions())
         stored = self.store.resources().get(("resource_sync", name))
+        local: ResourceSet | None = None
         if stored is not None:
             cfg: dict[str, Any] = stored.config.get("config", {})
         else:
@@ -67,14 +90,94 @@ class SyncService:
                 )
             cfg = msgspec.to_builtins(res.config)
         if not cfg.get("files_on_host"):
-            raise PlanError(
-                f'sync "{name}" reads a git repository; git-backed syncs are not supported by'
-                " this core yet (set files_on_host = true with a local resource_path)"
-            )
+            return self._git_source(name, cfg, local)
         paths = [str(self._base / p) for p in cfg.get("resource_path", [])]
         if not paths:
             raise PlanError(f'sync "{name}" has no resource_path; add resource_path = ["..."]')
-        return paths, sync_options(cfg)
+        return SyncSource(paths, sync_options(cfg))
+
+    def _git_source(self, name: str, cfg: dict[str, Any], local: ResourceSet | None) -> SyncSource:
+        """Fetch the sync's repository into the core's mirror and read its files at the head
+        of the branch; the paths changed since the last applied commit come along."""
+        url, branch = self._sync_repo(name, cfg, local)
+        slug = (
+            re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+            + "-"
+            + hashlib.sha1(name.encode()).hexdigest()[:8]
+        )
+        data = Path(self.config.data_dir)
+        mirror = data / "git" / "syncs" / f"{slug}.git"
+        try:
+            update_mirror(url, mirror)
+            commit = branch_commit(mirror, branch)
+            tree = data / "git" / "trees" / slug / commit
+            export_tree(mirror, commit, tree)
+        except GitError as exc:
+            raise PlanError(f'sync "{name}": {exc}') from exc
+        paths = []
+        root = tree.resolve()
+        for rel in cfg.get("resource_path") or []:
+            full = (root / rel).resolve()
+            if not full.is_relative_to(root):
+                raise PlanError(f'sync "{name}": resource_path {rel!r} leaves the repository')
+            paths.append(str(full))
+        if not paths:
+            raise PlanError(f'sync "{name}" has no resource_path; add resource_path = ["..."]')
+        last = self.store.sync_commit(name)
+        try:
+            changed = tuple(changed_paths(mirror, last, commit))
+        except GitError:  # the last commit is gone (a force push): nothing is known to change
+            changed = ()
+        return SyncSource(paths, sync_options(cfg), commit, changed)
+
+    def _sync_repo(
+        self, name: str, cfg: dict[str, Any], local: ResourceSet | None
+    ) -> tuple[str, str]:
+        stored = self.store.resources()
+        if local is None:
+            local = validate(self.config.resources) if self.config.resources else ResourceSet()
+        variables = {
+            r.name: r.config.value for r in local.of_kind("variable") if not r.config.is_secret
+        }
+        for (kind, var), res in stored.items():
+            vcfg = res.config.get("config", {})
+            if kind == "variable" and not vcfg.get("is_secret"):
+                variables[var] = str(vcfg.get("value", ""))
+        values = Values(variables, self.config.secrets)
+        linked = str(cfg.get("linked_repo") or "")
+        if linked:
+            if ("repo", linked) in stored:
+                rcfg: dict[str, Any] = stored[("repo", linked)].config.get("config", {})
+            elif ("repo", linked) in local.resources:
+                rcfg = msgspec.to_builtins(local.resources[("repo", linked)].config)
+            else:
+                raise PlanError(f'sync "{name}": linked_repo "{linked}" is not a known [[repo]]')
+            url = str(rcfg.get("url") or "")
+            if not url and rcfg.get("repo"):
+                url = provider_url(
+                    str(rcfg.get("git_provider") or "github.com"),
+                    bool(rcfg.get("git_https", True)),
+                    str(rcfg["repo"]),
+                )
+            branch = str(rcfg.get("branch") or "main")
+        elif cfg.get("repo"):
+            url = provider_url(
+                str(cfg.get("git_provider") or "github.com"),
+                bool(cfg.get("git_https", True)),
+                str(cfg["repo"]),
+            )
+            branch = str(cfg.get("branch") or "main")
+        else:
+            raise PlanError(
+                f'sync "{name}" names no repository: set linked_repo (a [[repo]]) or repo, or'
+                " files_on_host = true with a local resource_path"
+            )
+        if not url:
+            raise PlanError(f'sync "{name}": its repository has no url (or git_provider and repo)')
+        try:
+            return values.interpolate(url, where=f'sync "{name}" repository url'), branch
+        except CoreError as exc:
+            raise PlanError(str(exc)) from exc
 
     # -- plan / apply -------------------------------------------------------------------------
     def known(self) -> Known:
@@ -90,7 +193,12 @@ class SyncService:
         )
 
     def load(self, name: str) -> tuple[ResourceSet, SyncOptions]:
-        paths, options = self._sync_source(name)
+        rs, source = self.load_source(name)
+        return rs, source.options
+
+    def load_source(self, name: str) -> tuple[ResourceSet, SyncSource]:
+        source = self._sync_source(name)
+        paths = source.paths
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
             raise ResourceError(f'sync "{name}": no such file or directory: {", ".join(missing)}')
@@ -100,20 +208,23 @@ class SyncService:
                 f'sync "{name}": the resource files have {len(rs.errors)} error(s)',
                 [f.format() for f in rs.sorted_findings() if f.severity == "error"],
             )
-        return rs, options
+        return rs, source
 
     def plan(self, name: str, *, changed_paths: Collection[str] = ()) -> Plan:
-        rs, options = self.load(name)
+        """Plan the sync. For a git-backed sync the paths changed since its last applied commit
+        are added to ``changed_paths``: stacks whose files changed redeploy."""
+        rs, source = self.load_source(name)
         rev, state = self.store.snapshot()
         plan = make_plan(
             sync=name,
             desired=rs,
             state=state,
             base_revision=rev,
-            options=options,
-            changed_paths=changed_paths,
+            options=source.options,
+            changed_paths=sorted({*changed_paths, *source.changed}),
             fingerprint=self._fingerprint,
             created_at=time.time(),
+            commit=source.commit,
         )
         plan.notes.extend(f.format() for f in rs.sorted_findings())
         self.store.save_plan(plan)

@@ -148,6 +148,14 @@ class Store:
                 self._db.execute("COMMIT")
         return rev, res
 
+    def sync_commit(self, sync: str) -> str:
+        """The commit of a git-backed sync's files at its last apply ("" when none)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = ?", (f"sync_commit:{sync}",)
+            ).fetchone()
+        return str(row[0]) if row else ""
+
     def fingerprint_key(self) -> bytes:
         """A random key of this database, for keyed fingerprints of secret values."""
         with self._lock:
@@ -233,6 +241,11 @@ class Store:
                     _between(i)
             new_rev = rev + 1
             db.execute("UPDATE meta SET value = ? WHERE key = 'revision'", (str(new_rev),))
+            if plan.commit:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (f"sync_commit:{plan.sync}", plan.commit),
+                )
             db.execute(
                 "INSERT OR IGNORE INTO plans (id, sync, base_revision, created_at, body)"
                 " VALUES (?, ?, ?, ?, ?)",

@@ -21,19 +21,47 @@ fences = st.none() | st.builds(messages.Fence, key=small_text, token=ids)
 envs = st.dictionaries(small_text, small_text, max_size=4)
 paths = st.lists(small_text, max_size=3)
 deploy_commands = st.one_of(
-    st.builds(messages.Checkout, repo_url=small_text, commit=small_text, target=small_text,
-              fence=fences),
-    st.builds(messages.PreDeploy, target=small_text, command=small_text, path=small_text,
-              env=envs, timeout=st.floats(0.001, 1e6), fence=fences),
-    st.builds(messages.ComposeUp, project=small_text, target=small_text,
-              run_directory=small_text, files=paths, env=envs, auto_pull=st.booleans(),
-              fence=fences),
-    st.builds(messages.SwarmDeploy, stack=small_text, target=small_text,
-              run_directory=small_text, files=paths, env=envs, fence=fences),
+    st.builds(
+        messages.Checkout, repo_url=small_text, commit=small_text, target=small_text, fence=fences
+    ),
+    st.builds(
+        messages.PreDeploy,
+        target=small_text,
+        command=small_text,
+        path=small_text,
+        env=envs,
+        timeout=st.floats(0.001, 1e6),
+        fence=fences,
+    ),
+    st.builds(
+        messages.ComposeUp,
+        project=small_text,
+        target=small_text,
+        run_directory=small_text,
+        files=paths,
+        env=envs,
+        auto_pull=st.booleans(),
+        fence=fences,
+    ),
+    st.builds(
+        messages.SwarmDeploy,
+        stack=small_text,
+        target=small_text,
+        run_directory=small_text,
+        files=paths,
+        env=envs,
+        fence=fences,
+    ),
     st.builds(messages.ComposeDown, project=small_text, fence=fences),
     st.builds(messages.SwarmRemove, stack=small_text, fence=fences),
-    st.builds(messages.WaitHealthy, mode=st.sampled_from(messages.DeployMode), name=small_text,
-              ignore_services=paths, timeout=st.floats(0.001, 1e6), fence=fences),
+    st.builds(
+        messages.WaitHealthy,
+        mode=st.sampled_from(messages.DeployMode),
+        name=small_text,
+        ignore_services=paths,
+        timeout=st.floats(0.001, 1e6),
+        fence=fences,
+    ),
 )
 commands = deploy_commands | st.one_of(
     st.builds(messages.Health),
@@ -91,8 +119,12 @@ periphery_frames = st.one_of(
         | st.builds(
             messages.HealthGateReport,
             services=st.lists(
-                st.builds(messages.HealthVerdict, service=small_text, healthy=st.booleans(),
-                          detail=small_text),
+                st.builds(
+                    messages.HealthVerdict,
+                    service=small_text,
+                    healthy=st.booleans(),
+                    detail=small_text,
+                ),
                 max_size=3,
             ),
         ),
@@ -185,11 +217,22 @@ def test_every_message_type_is_covered() -> None:
     frames = {t.__name__ for t in (*messages.CoreFrame.__args__, *messages.PeripheryFrame.__args__)}
     assert frames == {"Request", "Cancel", "Heartbeat", "Error", "Output", "Result"}
     assert {t.__name__ for t in messages.Command.__args__} == {
-        "Health", "Echo", "Run", "Checkout", "PreDeploy", "ComposeUp", "SwarmDeploy",
-        "ComposeDown", "SwarmRemove", "WaitHealthy",
+        "Health",
+        "Echo",
+        "Run",
+        "Checkout",
+        "PreDeploy",
+        "ComposeUp",
+        "SwarmDeploy",
+        "ComposeDown",
+        "SwarmRemove",
+        "WaitHealthy",
     }
     assert {t.__name__ for t in messages.ResultValue.__args__} == {
-        "HealthReport", "EchoReply", "CheckoutReport", "HealthGateReport",
+        "HealthReport",
+        "EchoReply",
+        "CheckoutReport",
+        "HealthGateReport",
     }
 
 

@@ -1,0 +1,297 @@
+"""Deploy benchmark: the example homelab's ten health-checked stacks in three tiers, three ways,
+in one run, on the local engine:
+
+- **stackward**: a real core and periphery (processes), the sync applied, timed from the apply to
+  the end of the run (every stack healthy);
+- **shell loop**: stack by stack in tier order, each waited on until healthy before the next;
+- **floor**: tier by tier with the docker CLI alone, all stacks of a tier at once, waiting until
+  the whole tier is healthy: the floor for any health-gated, tier-ordered deployer here.
+
+Health is polled every 0.25 s in the two baselines, as stackward's gates do. Each way deploys
+its own copies of the stacks (names prefixed), created from nothing. Targets: stackward ≤ 1.15×
+the floor and ≤ 0.6× the shell loop. Run: ``python bench/deploy.py`` (needs the engine of
+``tests/engine/setup.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.cli.demo_cmd import _free_port, _git, _healthz, _Process, _toml  # noqa: E402
+from core.cli.plan_cmd import _call  # noqa: E402
+from protocol.keys import PrivateKey  # noqa: E402
+
+EXAMPLE = REPO / "examples" / "homelab"
+POLL = 0.25
+COMPOSE = ["docker-compose"] if shutil.which("docker-compose") else ["docker", "compose"]
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    tier: str
+    swarm: bool
+    directory: str
+    file: str
+
+
+def load_stacks() -> tuple[list[str], list[Stack]]:
+    data = tomllib.loads((EXAMPLE / "stackward.toml").read_text())
+    stacks = [
+        Stack(
+            s["name"],
+            s["tier"],
+            bool(s["config"].get("swarm")),
+            s["config"]["run_directory"],
+            s["config"]["file_paths"][0],
+        )
+        for s in data["stack"]
+    ]
+    return data["tiers"], stacks
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=300)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
+    return done
+
+
+def start_deploy(stack: Stack, name: str) -> subprocess.Popen[str]:
+    workdir = EXAMPLE / stack.directory
+    if stack.swarm:
+        argv = ["docker", "stack", "deploy", "--resolve-image", "never", "-c", stack.file, name]
+    else:
+        argv = [*COMPOSE, "-p", name, "-f", stack.file, "up", "-d", "--remove-orphans"]
+    return subprocess.Popen(
+        argv, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def healthy(stack: Stack, name: str) -> bool:
+    if stack.swarm:
+        out = sh(
+            "docker",
+            "service",
+            "ls",
+            "--filter",
+            f"label=com.docker.stack.namespace={name}",
+            "--format",
+            "{{.Replicas}}",
+        ).stdout.split()
+        return bool(out) and all(r.split("/")[0] == r.split("/")[1] for r in out)
+    out = sh(
+        "docker",
+        "ps",
+        "--filter",
+        f"label=com.docker.compose.project={name}",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ).stdout.splitlines()
+    serving = [line for line in out if "_init_" not in line and "-init-" not in line]
+    return bool(serving) and all("(healthy)" in line for line in serving)
+
+
+def wait_healthy(pairs: list[tuple[Stack, str]], time_limit: float = 300) -> None:
+    deadline = time.monotonic() + time_limit
+    left = list(pairs)
+    while left:
+        left = [(s, n) for s, n in left if not healthy(s, n)]
+        if left:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not healthy: {', '.join(n for _, n in left)}")
+            time.sleep(POLL)
+
+
+def deployed(proc: subprocess.Popen[str], name: str) -> None:
+    _, err = proc.communicate(timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"deploying {name} failed: {err.strip()}")
+
+
+def run_floor(tiers: list[str], stacks: list[Stack], prefix: str) -> float:
+    started = time.monotonic()
+    for tier in tiers:
+        members = [(s, f"{prefix}-{s.name}") for s in stacks if s.tier == tier]
+        procs = [(start_deploy(s, n), n) for s, n in members]
+        for proc, name in procs:
+            deployed(proc, name)
+        wait_healthy(members)
+    return time.monotonic() - started
+
+
+def run_shell_loop(tiers: list[str], stacks: list[Stack], prefix: str) -> float:
+    started = time.monotonic()
+    for tier in tiers:
+        for stack in (s for s in stacks if s.tier == tier):
+            name = f"{prefix}-{stack.name}"
+            deployed(start_deploy(stack, name), name)
+            wait_healthy([(stack, name)])
+    return time.monotonic() - started
+
+
+def run_stackward(stacks: list[Stack], prefix: str, work: Path) -> float:
+    source, bare = work / "homelab", work / "homelab.git"
+    shutil.copytree(EXAMPLE, source)
+    resources = (source / "stackward.toml").read_text()
+    for stack in stacks:  # the stacks' names (and the `after` lists naming them), prefixed
+        resources = re.sub(rf'"{re.escape(stack.name)}"', f'"{prefix}-{stack.name}"', resources)
+    (source / "stackward.toml").write_text(resources)
+    _git("init", "-q", "-b", "main", str(source), cwd=work)
+    _git("add", "-A", cwd=source)
+    _git("commit", "-q", "-m", "bench", cwd=source)
+    _git("clone", "-q", "--bare", str(source), str(bare), cwd=work)
+    core_key, agent_key = PrivateKey.generate(), PrivateKey.generate()
+    for name, key in (("core.key", core_key), ("agent.key", agent_key)):
+        (work / name).write_bytes(key.openssh_pem())
+        (work / name).chmod(0o600)
+    (work / "core.key.pub").write_text(core_key.public_key.openssh_line() + "\n")
+    port = _free_port()
+    url, token = f"http://127.0.0.1:{port}", "bench-token"
+    (work / "core.toml").write_text(
+        _toml(
+            {
+                "listen": f"127.0.0.1:{port}",
+                "data_dir": str(work / "data"),
+                "private_key": str(work / "core.key"),
+                "api_tokens": [token],
+                "resources": [str(source / "stackward.toml")],
+                "secrets": {
+                    "HOMELAB_REPO": f"file://{bare}",
+                    "MANAGER_PUBLIC_KEY": agent_key.public_key.openssh_line(),
+                },
+            }
+        )
+    )
+    (work / "periphery.toml").write_text(
+        _toml(
+            {
+                "listen": "",
+                "private_key": str(work / "agent.key"),
+                "core_public_keys": [str(work / "core.key.pub")],
+                "root_directory": str(work / "agent"),
+                "core_address": f"ws://127.0.0.1:{port}",
+                "server_name": "manager",
+                "reconnect_initial_delay": 0.1,
+                "reconnect_max_delay": 0.5,
+            }
+        )
+    )
+    me = [sys.executable, "-m", "core.cli"]
+    core = _Process("core", [*me, "core", "--config", str(work / "core.toml")], work / "core.log")
+    agent = None
+    try:
+        deadline = time.monotonic() + 30
+        while not _ok(lambda: _healthz(url)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("core did not start:\n" + core.tail())
+            time.sleep(0.05)
+        agent = _Process(
+            "periphery",
+            [*me, "periphery", "--config", str(work / "periphery.toml")],
+            work / "periphery.log",
+        )
+        ns = argparse.Namespace(url=url, token=token)
+        # A core runs all along with its peripheries connected: apply the servers first (the
+        # file without its stacks), let the periphery connect, then time the real sync.
+        full = (source / "stackward.toml").read_text()
+        (source / "stackward.toml").write_text(full[: full.index("[[stack]]")])
+        plan = _call(ns, "POST", "/api/syncs/local/plan")
+        _call(ns, "POST", "/api/syncs/local/apply", {"plan_id": plan["id"]})
+        wait_connected(ns, agent)
+        (source / "stackward.toml").write_text(full)
+        plan = _call(ns, "POST", "/api/syncs/local/plan")
+        started = time.time()
+        applied = _call(ns, "POST", "/api/syncs/local/apply", {"plan_id": plan["id"]})
+        while True:
+            run = _call(ns, "GET", f"/api/runs/{applied['run']}")
+            if run["status"] != "running":
+                break
+            time.sleep(0.05)
+        if run["status"] != "succeeded":
+            raise RuntimeError(f"stackward run failed: {run}")
+        return float(run["finished_at"]) - started
+    finally:
+        if agent is not None:
+            agent.stop()
+        core.stop()
+
+
+def _ok(check) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return bool(check())
+    except OSError:
+        return False
+
+
+def wait_connected(ns: argparse.Namespace, agent: _Process) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        servers = _call(ns, "GET", "/api/servers")["servers"]
+        if any(s["connected"] for s in servers):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the periphery did not connect:\n" + agent.tail())
+        time.sleep(0.05)
+
+
+def cleanup(stacks: list[Stack], prefixes: list[str]) -> None:
+    for prefix in prefixes:
+        for stack in stacks:
+            name = f"{prefix}-{stack.name}"
+            if stack.swarm:
+                sh("docker", "stack", "rm", name, check=False)
+            else:
+                ids = sh(
+                    "docker",
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    f"label=com.docker.compose.project={name}",
+                    check=False,
+                ).stdout.split()
+                if ids:
+                    sh("docker", "rm", "-f", *ids, check=False)
+
+
+def main() -> int:
+    tiers, stacks = load_stacks()
+    prefixes = ["bfloor", "bshell", "bsw"]
+    cleanup(stacks, prefixes)
+    print(
+        f"# {len(stacks)} health-checked stacks in {len(tiers)} tiers "
+        f"({sum(s.swarm for s in stacks)} Swarm, {sum(not s.swarm for s in stacks)} Compose)"
+    )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            floor = run_floor(tiers, stacks, "bfloor")
+            print(f"floor (docker CLI, tier at once)  {floor:6.1f} s")
+            ours = run_stackward(stacks, "bsw", Path(tmp))
+            print(f"stackward                         {ours:6.1f} s")
+            shell = run_shell_loop(tiers, stacks, "bshell")
+            print(f"shell loop (stack by stack)       {shell:6.1f} s")
+    finally:
+        cleanup(stacks, prefixes)
+    r_floor, r_shell = ours / floor, ours / shell
+    ok = r_floor <= 1.15 and r_shell <= 0.6
+    verdict_floor = "ok" if r_floor <= 1.15 else "MISSED"
+    verdict_shell = "ok" if r_shell <= 0.6 else "MISSED"
+    print(f"stackward / floor      {r_floor:.2f}  (target ≤ 1.15) {verdict_floor}")
+    print(f"stackward / shell loop {r_shell:.2f}  (target ≤ 0.60) {verdict_shell}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

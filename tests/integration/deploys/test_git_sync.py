@@ -1,0 +1,67 @@
+"""A git-backed, self-referencing sync: the resource file lives in the repository it deploys
+from; a push that touches one stack's directory redeploys that stack only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.deploys.test_core_deploys import Core, core, resource_file, stack_files
+from tests.support.homelab import Repo
+
+pytestmark = [pytest.mark.docker, pytest.mark.anyio]
+
+__all__ = ["core"]
+
+
+def self_sync(repo: Repo) -> str:
+    return (
+        '\n[[resource_sync]]\nname = "lab"\n[resource_sync.config]\nlinked_repo = "lab"\n'
+        'resource_path = ["resources.toml"]\n'
+    )
+
+
+async def test_a_push_redeploys_only_the_stack_it_touches(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    p = docker_env.prefix
+    stacks = [
+        {"name": "one", "tier": "infrastructure", "mode": "compose"},
+        {"name": "two", "tier": "infrastructure", "mode": "compose"},
+    ]
+    repo = Repo(tmp_path / "repo")
+    key = core.periphery.keys.public.openssh_line()
+    text = resource_file(p, repo, key, stacks) + self_sync(repo)
+    first = repo.commit({**stack_files(stacks), "resources.toml": text})
+    # The core starts from a local file naming the sync; the sync takes over from there.
+    core.resources.write_text(text)
+    applied = await core.sync()
+    assert (await core.wait_run(applied["run"]))["status"] == "succeeded"
+
+    status, plan = await core.call("POST", "/api/syncs/lab/plan")
+    assert status == 201, plan
+    assert plan["commit"] == first
+    # Everything is already there: the sync applies nothing new and deploys nothing.
+    assert plan["counts"]["create"] == 0 and plan["deploys"] == []
+    status, applied = await core.call("POST", "/api/syncs/lab/apply", {"plan_id": plan["id"]})
+    assert status == 200 and applied["run"] is None
+
+    second = repo.commit(
+        {"stacks/two/compose.yaml": stack_files(stacks)["stacks/two/compose.yaml"] + "# touched\n"}
+    )
+    status, plan = await core.call("POST", "/api/syncs/lab/plan")
+    assert plan["commit"] == second
+    assert [d["stack"] for d in plan["deploys"]] == [f"{p}-two"]
+    assert plan["deploys"][0]["reasons"] == ["files changed: stacks/two/compose.yaml"]
+    status, applied = await core.call("POST", "/api/syncs/lab/apply", {"plan_id": plan["id"]})
+    run = await core.wait_run(applied["run"])
+    assert run["status"] == "succeeded"
+    assert [(d["stack"], d["commit"]) for d in run["deploys"]] == [(f"{p}-two", second)]
+
+    # A change to the sync's own config takes effect on the next run, not in this one.
+    moved = text.replace('resource_path = ["resources.toml"]', 'resource_path = ["moved.toml"]')
+    repo.commit({"resources.toml": moved, "moved.toml": moved})
+    status, plan = await core.call("POST", "/api/syncs/lab/plan")
+    assert status == 201, plan
+    assert any(c["kind"] == "resource_sync" for c in plan["changes"])
