@@ -7,7 +7,9 @@ in one run, on the local engine:
 - **floor**: tier by tier with the docker CLI alone, all stacks of a tier at once, waiting until
   the whole tier is healthy: the floor for any health-gated, tier-ordered deployer here.
 
-Health is polled every 0.25 s in the two baselines, as stackward's gates do. Each way deploys
+Health is polled every 0.25 s in the two baselines, as stackward's gates do. The example's two
+``after`` edges inside tiers are dropped for all three ways, since the floor deploys a tier at
+once: the order is the tiers alone. Each way deploys
 its own copies of the stacks (names prefixed), created from nothing. Targets: stackward ≤ 1.15×
 the floor and ≤ 0.6× the shell loop. Run: ``python bench/deploy.py`` (needs the engine of
 ``tests/engine/setup.sh``).
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -146,6 +150,13 @@ def run_stackward(stacks: list[Stack], prefix: str, work: Path) -> float:
     source, bare = work / "homelab", work / "homelab.git"
     shutil.copytree(EXAMPLE, source)
     resources = (source / "stackward.toml").read_text()
+    # The same work as the baselines: tiers only (no `after`), no pre-deploy checks, no clone.
+    resources = re.sub(r"(?m)^after = .*\n", "", resources)
+    resources = re.sub(r"(?m)^pre_deploy = .*\n", "", resources)
+    resources = "\n[[".join(
+        re.sub(r"(?m)^(server|path) = .*\n", "", block) if block.startswith("repo]]") else block
+        for block in resources.split("\n[[")
+    )
     for stack in stacks:  # the stacks' names (and the `after` lists naming them), prefixed
         resources = re.sub(rf'"{re.escape(stack.name)}"', f'"{prefix}-{stack.name}"', resources)
     (source / "stackward.toml").write_text(resources)
@@ -159,7 +170,7 @@ def run_stackward(stacks: list[Stack], prefix: str, work: Path) -> float:
         (work / name).chmod(0o600)
     (work / "core.key.pub").write_text(core_key.public_key.openssh_line() + "\n")
     port = _free_port()
-    url, token = f"http://127.0.0.1:{port}", "bench-token"
+    url, token = f"http://127.0.0.1:{port}", "bench-token-" + "x" * 16
     (work / "core.toml").write_text(
         _toml(
             {
@@ -248,6 +259,17 @@ def wait_connected(ns: argparse.Namespace, agent: _Process) -> None:
 
 
 def cleanup(stacks: list[Stack], prefixes: list[str]) -> None:
+    remove(stacks, prefixes)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # stack rm returns before its networks are gone
+        names = sh("docker", "network", "ls", "--format", "{{.Name}}", check=False).stdout.split()
+        names += sh("docker", "service", "ls", "--format", "{{.Name}}", check=False).stdout.split()
+        if not any(n.startswith(tuple(f"{p}-" for p in prefixes)) for n in names):
+            return
+        time.sleep(0.5)
+
+
+def remove(stacks: list[Stack], prefixes: list[str]) -> None:
     for prefix in prefixes:
         for stack in stacks:
             name = f"{prefix}-{stack.name}"
@@ -267,23 +289,38 @@ def cleanup(stacks: list[Stack], prefixes: list[str]) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="deploy benchmark")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the three (default 1)")
+    rounds = parser.parse_args().rounds
     tiers, stacks = load_stacks()
-    prefixes = ["bfloor", "bshell", "bsw"]
-    cleanup(stacks, prefixes)
+    run_tag = secrets.token_hex(2)  # fresh names each run: nothing waits for old removals
+    prefixes: list[str] = []
     print(
         f"# {len(stacks)} health-checked stacks in {len(tiers)} tiers "
-        f"({sum(s.swarm for s in stacks)} Swarm, {sum(not s.swarm for s in stacks)} Compose)"
+        f"({sum(s.swarm for s in stacks)} Swarm, {sum(not s.swarm for s in stacks)} Compose); "
+        f"median of {rounds} rounds, order rotated, each from an engine without them"
     )
+    times: dict[str, list[float]] = {"floor": [], "stackward": [], "shell": []}
+    ways = [
+        ("floor", "bfl", lambda p, tmp: run_floor(tiers, stacks, p)),
+        ("stackward", "bsw", lambda p, tmp: run_stackward(stacks, p, tmp)),
+        ("shell", "bsh", lambda p, tmp: run_shell_loop(tiers, stacks, p)),
+    ]
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            floor = run_floor(tiers, stacks, "bfloor")
-            print(f"floor (docker CLI, tier at once)  {floor:6.1f} s")
-            ours = run_stackward(stacks, "bsw", Path(tmp))
-            print(f"stackward                         {ours:6.1f} s")
-            shell = run_shell_loop(tiers, stacks, "bshell")
-            print(f"shell loop (stack by stack)       {shell:6.1f} s")
+        for r in range(rounds):
+            for name, short, way in ways[r % 3 :] + ways[: r % 3]:
+                prefix = f"{short}{run_tag}{r}"
+                prefixes.append(prefix)
+                with tempfile.TemporaryDirectory() as tmp:
+                    times[name].append(way(prefix, Path(tmp)))
+                cleanup(stacks, [prefix])
+            print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()))
     finally:
-        cleanup(stacks, prefixes)
+        remove(stacks, prefixes)
+    floor, ours, shell = (statistics.median(times[k]) for k in ("floor", "stackward", "shell"))
+    print(f"floor (docker CLI, tier at once)  {floor:6.1f} s")
+    print(f"stackward                         {ours:6.1f} s")
+    print(f"shell loop (stack by stack)       {shell:6.1f} s")
     r_floor, r_shell = ours / floor, ours / shell
     ok = r_floor <= 1.15 and r_shell <= 0.6
     verdict_floor = "ok" if r_floor <= 1.15 else "MISSED"

@@ -145,6 +145,16 @@ class Checkout(_Command, frozen=True, tag="checkout"):
     fence: Fence | None = None
 
 
+class RepoSync(_Command, frozen=True, tag="repo_sync"):
+    """Komodo's Repo: keep a working clone of ``url`` at ``path`` (absolute, as the resource
+    file gives it, or relative to the agent's root) and move it to ``commit``."""
+
+    url: str
+    commit: str
+    path: str
+    fence: Fence | None = None
+
+
 class PreDeploy(_Command, frozen=True, tag="pre_deploy"):
     """``sh -c command`` in ``path`` (relative to the target's checkout, or absolute)."""
 
@@ -167,6 +177,7 @@ class ComposeUp(_Command, frozen=True, tag="compose_up"):
     env: dict[str, str] = {}
     auto_pull: bool = True
     fence: Fence | None = None
+    env_files: list[str] = []  # additional_env_files: merged under env, in order
 
 
 class SwarmDeploy(_Command, frozen=True, tag="swarm_deploy"):
@@ -178,6 +189,7 @@ class SwarmDeploy(_Command, frozen=True, tag="swarm_deploy"):
     files: list[str] = []
     env: dict[str, str] = {}
     fence: Fence | None = None
+    env_files: list[str] = []  # additional_env_files: merged under env, in order
 
 
 class ComposeDown(_Command, frozen=True, tag="compose_down"):
@@ -205,6 +217,7 @@ Command = (
     | Echo
     | Run
     | Checkout
+    | RepoSync
     | PreDeploy
     | ComposeUp
     | SwarmDeploy

@@ -226,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
                 "secrets": {
                     "HOMELAB_REPO": f"file://{bare}",
                     "MANAGER_PUBLIC_KEY": agent_key.public_key.openssh_line(),
+                    "HOMELAB_CLONE": str(work / "clone" / "homelab"),
                 },
             }
         )

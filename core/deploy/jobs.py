@@ -26,12 +26,37 @@ class Source:
 
 
 @dataclass(frozen=True)
+class RepoTarget:
+    """A ``[[repo]]`` with a server and a path: that periphery keeps a clone there, moved to
+    the synced commit before the stacks that link it deploy."""
+
+    name: str
+    server: str
+    path: str
+
+
+@dataclass(frozen=True)
 class JobPlan:
     """A stack's job without its commit, and the servers that may run it, in preference order."""
 
     job: StackJob
     source: Source
     servers: tuple[str, ...]
+    repo: RepoTarget | None = None
+
+
+def repo_target_of(rs: ResourceSet, stack: Resource, values: Values) -> RepoTarget | None:
+    cfg: StackConfig = stack.config
+    if not cfg.linked_repo:
+        return None
+    repo = rs.resources.get(("repo", cfg.linked_repo))
+    if repo is None:
+        return None
+    rc: RepoConfig = repo.config
+    if not rc.server or not rc.path:
+        return None
+    path = values.interpolate(rc.path, where=f"repo {repo.name!r} path")
+    return RepoTarget(repo.name, rc.server, path)
 
 
 def values_of(rs: ResourceSet, secrets: dict[str, str]) -> Values:
@@ -105,10 +130,16 @@ def plan_job(rs: ResourceSet, name: str, values: Values) -> JobPlan:
         run_directory=cfg.run_directory,
         files=tuple(cfg.file_paths),
         env=env,
+        env_files=tuple(f.path for f in cfg.additional_env_files),
         pre_deploy=pre,
         auto_pull=cfg.auto_pull,
         ignore_services=tuple(cfg.ignore_services),
         health_wait=cfg.health.wait,
         health_timeout=float(cfg.health.timeout),
     )
-    return JobPlan(job=job, source=source_of(rs, stack, values), servers=servers)
+    return JobPlan(
+        job=job,
+        source=source_of(rs, stack, values),
+        servers=servers,
+        repo=repo_target_of(rs, stack, values),
+    )

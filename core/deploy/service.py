@@ -23,7 +23,7 @@ import anyio.to_thread
 from core.config import CoreConfig
 from core.deploy.jobs import JobError, JobPlan, plan_job, values_of
 from core.deploy.schedule import DEFAULT_PARALLEL, StackFailed, StackOutcome, Status, run_graph
-from core.deploy.stack import StackJob, deploy_stack
+from core.deploy.stack import StackJob, deploy_stack, run_step
 from core.exceptions import CoreError, PeripheryUnavailable
 from core.git import GitError, resolve_branch
 from core.pool import PeripheryPool
@@ -37,6 +37,7 @@ from protocol.messages import (
     ComposeDown,
     DeployMode,
     Fence,
+    RepoSync,
     Stream,
     SwarmRemove,
 )
@@ -49,6 +50,15 @@ FLUSH_LINES = 64  # output chunks buffered per deploy before they are written
 
 class DeployRefused(CoreError):
     """A deploy cannot start (unknown stack, no server, no commit, already running)."""
+
+
+@dataclass
+class _RepoState:
+    """One repo's sync within a run: done once, by the first stack that needs it."""
+
+    started: bool = False
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: str = ""
 
 
 @dataclass
@@ -169,7 +179,8 @@ class DeployService:
         for name in jobs:
             self._live[name] = _Live(ids[name])
         masker = values
-        self._tg.start_soon(self._execute, run_id, graph, jobs, plans, masker)
+        repos = {p.repo.name: _RepoState() for p in plans.values() if p.repo is not None}
+        self._tg.start_soon(self._execute, run_id, graph, jobs, plans, masker, repos)
         log.info("deploy run %s started (%s): %s", run_id, trigger, ", ".join(sorted(jobs)))
         return run_id
 
@@ -182,11 +193,12 @@ class DeployService:
         jobs: dict[str, StackJob],
         plans: dict[str, JobPlan],
         masker: Values,
+        repos: dict[str, _RepoState],
     ) -> None:
         recorder = _Recorder(self, masker)
 
         async def deploy(name: str) -> None:
-            await self._deploy_one(jobs[name], plans[name], recorder)
+            await self._deploy_one(jobs[name], plans[name], recorder, repos)
 
         async def finished(outcome: StackOutcome) -> None:
             live = self._live.get(outcome.name)
@@ -220,7 +232,30 @@ class DeployService:
                 return server
         return plan.servers[0]
 
-    async def _deploy_one(self, job: StackJob, plan: JobPlan, recorder: _Recorder) -> None:
+    async def _sync_repo(
+        self, job: StackJob, plan: JobPlan, recorder: _Recorder, repos: dict[str, _RepoState]
+    ) -> None:
+        """Move the stack's ``[[repo]]`` clone to the commit, once per run, before it deploys."""
+        assert plan.repo is not None
+        state = repos[plan.repo.name]
+        if state.started:
+            await state.done.wait()
+        else:
+            state.started = True
+            try:
+                channel = await self.pool.channel(plan.repo.server, CHANNEL_WAIT)
+                command = RepoSync(url=job.repo_url, commit=job.commit, path=plan.repo.path)
+                await run_step(channel, job, "repo", command, recorder)
+            except (StackFailed, PeripheryUnavailable) as exc:
+                state.error = str(exc)
+            finally:
+                state.done.set()
+        if state.error:
+            raise StackFailed(f"repo {plan.repo.name!r}: {state.error}")
+
+    async def _deploy_one(
+        self, job: StackJob, plan: JobPlan, recorder: _Recorder, repos: dict[str, _RepoState]
+    ) -> None:
         live = self._live[job.name]
         server = await self._pick_server(plan)
         job = replace(job, server=server)
@@ -242,6 +277,8 @@ class DeployService:
                 await self._finish(live, "failed", message)
                 raise StackFailed(message) from exc
             try:
+                if plan.repo is not None:
+                    await self._sync_repo(job, plan, recorder, repos)
                 commit = await deploy_stack(channel, job, recorder, Fence(job.name, token))
             except StackFailed as exc:
                 await recorder.flush(live)

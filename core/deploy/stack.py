@@ -50,6 +50,7 @@ class StackJob:
     run_directory: str = ""
     files: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    env_files: tuple[str, ...] = ()  # additional_env_files, relative to the run directory
     pre_deploy: tuple[PreDeployStep, ...] = ()
     auto_pull: bool = True
     ignore_services: tuple[str, ...] = ()
@@ -75,7 +76,7 @@ class StepRecorder(Protocol):
     ) -> None: ...
 
 
-async def _step(
+async def run_step(
     channel: CoreChannel, job: StackJob, step: str, command: Command, recorder: StepRecorder
 ) -> object:
     await recorder.step_started(job, step)
@@ -107,7 +108,7 @@ async def deploy_stack(
     channel: CoreChannel, job: StackJob, recorder: StepRecorder, fence: Fence | None = None
 ) -> str:
     """Run every step; return the full commit deployed. Raises ``StackFailed``."""
-    report = await _step(
+    report = await run_step(
         channel,
         job,
         "checkout",
@@ -119,7 +120,7 @@ async def deploy_stack(
         if not pre.command.strip():
             continue
         step = "pre_deploy" if len(job.pre_deploy) == 1 else f"pre_deploy[{index}]"
-        await _step(
+        await run_step(
             channel,
             job,
             step,
@@ -141,6 +142,7 @@ async def deploy_stack(
             run_directory=job.run_directory,
             files=list(job.files),
             env=job.env,
+            env_files=list(job.env_files),
             fence=fence,
         )
     else:
@@ -151,11 +153,12 @@ async def deploy_stack(
             files=list(job.files),
             env=job.env,
             auto_pull=job.auto_pull,
+            env_files=list(job.env_files),
             fence=fence,
         )
-    await _step(channel, job, "deploy", deploy, recorder)
+    await run_step(channel, job, "deploy", deploy, recorder)
     if job.health_wait:
-        await _step(
+        await run_step(
             channel,
             job,
             "health",

@@ -16,7 +16,8 @@ from periphery.exceptions import (
     PeripheryError,
 )
 from periphery.fences import FenceBook
-from periphery.ops import checkout, compose, health, predeploy, swarm
+from periphery.ops import checkout, compose, health, predeploy, repo, swarm
+from periphery.ops.envfile import merge_env_files
 from periphery.ops.paths import resolve_inside, run_paths, safe_name
 from protocol.messages import (
     Checkout,
@@ -30,6 +31,7 @@ from protocol.messages import (
     HealthGateReport,
     HealthVerdict,
     PreDeploy,
+    RepoSync,
     Stream,
     SwarmDeploy,
     SwarmRemove,
@@ -93,6 +95,17 @@ class DeployHandlers:
             return failure(exc)
         return Outcome(exit_code=0, value=CheckoutReport(commit=path.name, path=str(path)))
 
+    async def repo_sync(self, command: RepoSync, out: OutputWriter) -> Outcome:
+        if stale := self._stale(command.fence):
+            return stale
+        try:
+            path = await repo.sync_repo(
+                self.root, command.url, command.commit, command.path, emitter(out)
+            )
+        except PeripheryError as exc:
+            return failure(exc)
+        return Outcome(exit_code=0, value=CheckoutReport(commit=command.commit, path=str(path)))
+
     async def pre_deploy(self, command: PreDeploy, out: OutputWriter) -> Outcome:
         if stale := self._stale(command.fence):
             return stale
@@ -116,11 +129,12 @@ class DeployHandlers:
             paths = run_paths(
                 self._checkout_dir(command.target), command.run_directory, command.files
             )
+            env = merge_env_files(paths.run_directory, command.env_files, command.env)
             await compose.compose_up(
                 command.project,
                 paths.relative_files(),
                 paths.run_directory,
-                command.env,
+                env,
                 command.auto_pull,
                 emitter(out),
             )
@@ -135,11 +149,12 @@ class DeployHandlers:
             paths = run_paths(
                 self._checkout_dir(command.target), command.run_directory, command.files
             )
+            env = merge_env_files(paths.run_directory, command.env_files, command.env)
             await swarm.swarm_deploy(
                 command.stack,
                 paths.relative_files(),
                 paths.run_directory,
-                command.env,
+                env,
                 emitter(out),
             )
         except PeripheryError as exc:

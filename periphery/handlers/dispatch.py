@@ -15,6 +15,7 @@ from protocol.messages import (
     EchoReply,
     Health,
     PreDeploy,
+    RepoSync,
     Run,
     SwarmDeploy,
     SwarmRemove,
@@ -62,6 +63,8 @@ class Dispatcher:
                 return await run.handle(command, out, self.config)
             case Checkout():
                 return await self.deploy.checkout(command, out)
+            case RepoSync():
+                return await self.deploy.repo_sync(command, out)
             case PreDeploy():
                 return await self.deploy.pre_deploy(command, out)
             case ComposeUp():

@@ -66,3 +66,47 @@ def write_env_file(directory: Path, env: Mapping[str, str], name: str = ".env") 
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def parse_env_text(text: str, where: str) -> dict[str, str]:
+    """``KEY=value`` lines as Compose reads them: blank lines and ``#`` comments skipped, an
+    optional ``export``, matching outer quotes removed (double quotes with ``\\n`` escapes)."""
+    env: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not _KEY.fullmatch(key):
+            raise InvalidName(f"{where}:{number}: expected KEY=value")
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1].replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+        elif len(value) >= 2 and value[0] == value[-1] == "'":
+            value = value[1:-1]
+        env[key] = value
+    return env
+
+
+def merge_env_files(
+    run_directory: Path, files: list[str], env: Mapping[str, str]
+) -> dict[str, str]:
+    """The variables of ``files`` in order (later wins), then ``env`` over them.
+
+    A relative path is confined to the run directory (symlinks included); an absolute path is
+    a file on the host, as the resource file gives it. A missing file is an error that names it.
+    """
+    from periphery.exceptions import DeployError
+    from periphery.ops.paths import resolve_inside
+
+    merged: dict[str, str] = {}
+    for name in files:
+        path = Path(name) if os.path.isabs(name) else resolve_inside(run_directory, name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DeployError(f"env file {name!r}: {exc.strerror or exc}") from exc
+        merged.update(parse_env_text(text, name))
+    merged.update(env)
+    return merged

@@ -173,3 +173,34 @@ async def test_escaping_paths_are_refused_before_anything_runs(
     assert not docker_env.docker(
         "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"
     )
+
+
+async def test_a_repo_clone_is_kept_at_its_path_and_moved_to_each_commit(
+    core_keys: KeyPair, periphery_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from protocol.messages import RepoSync
+
+    (tmp_path / "a").mkdir()
+    url, first = make_repo(tmp_path / "a", {"scripts/check.sh": "echo one\n"})
+    work = tmp_path / "a" / "work"
+    (work / "scripts" / "check.sh").write_text("echo two\n")
+    git("commit", "-q", "-am", "two", cwd=work)
+    git("push", "-q", url, "main", cwd=work)
+    second = git("rev-parse", "HEAD", cwd=work)
+    clone = tmp_path / "host" / "repos" / "lab"  # an absolute path, as a resource file gives
+    periphery = periphery_factory.start()
+    async with PeripheryPool(core_keys.key) as pool:
+        pool.set_servers([ServerEndpoint("p1", periphery.keys.public, periphery.url)])
+        channel = await pool.channel("p1")
+        await ok(channel, RepoSync(url=url, commit=first, path=str(clone)))
+        assert (clone / "scripts" / "check.sh").read_text() == "echo one\n"
+        await ok(channel, RepoSync(url=url, commit=second, path=str(clone)))
+        assert (clone / "scripts" / "check.sh").read_text() == "echo two\n"
+        # A directory that is not a clone is never overwritten; '..' and '/' are refused.
+        other = tmp_path / "host" / "data"
+        other.mkdir()
+        (other / "keep.txt").write_text("mine")
+        for path in (str(other), "../escape", "/"):
+            result, _ = await channel.request(RepoSync(url=url, commit=second, path=path))
+            assert result.error is not None and result.error.code is ErrorCode.FORBIDDEN_PATH
+        assert (other / "keep.txt").read_text() == "mine"

@@ -208,3 +208,40 @@ async def test_an_unhealthy_stack_fails_with_its_reason_and_deploys_never_overla
     done = await core.wait_run(again["id"])
     assert done["status"] == "succeeded"
     assert done["deploys"][0]["fence"] > by_stack["slow"]["fence"]
+
+
+async def test_a_dead_agent_mid_deploy_fails_the_stack_and_skips_what_follows(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import signal as signals
+
+    p = docker_env.prefix
+    stacks = [
+        {
+            "name": "first",
+            "tier": "infrastructure",
+            "mode": "compose",
+            "pre": "echo started; sleep 30",
+        },
+        {"name": "second", "tier": "platform", "mode": "compose"},
+    ]
+    repo = Repo(tmp_path / "repo")
+    repo.commit(stack_files(stacks))
+    core.resources.write_text(
+        resource_file(p, repo, core.periphery.keys.public.openssh_line(), stacks)
+    )
+    applied = await core.sync()
+    with anyio.fail_after(30):
+        while True:
+            status, deploy = await core.call("GET", f"/api/runs/{applied['run']}")
+            first = next(d for d in deploy["deploys"] if d["stack"] == f"{p}-first")
+            if any(s["step"] == "pre_deploy" for s in first["steps"]):
+                break
+            await anyio.sleep(0.1)
+    core.periphery.signal(signals.SIGKILL)
+    run = await core.wait_run(applied["run"], within=30)
+    by_stack = {d["stack"].removeprefix(p + "-"): d for d in run["deploys"]}
+    assert by_stack["first"]["status"] == "failed"
+    assert "lost the periphery of 'manager'" in by_stack["first"]["reason"]
+    assert by_stack["second"]["status"] == "skipped"
+    assert by_stack["second"]["reason"] == f"not deployed: {p}-first failed"

@@ -1,0 +1,77 @@
+"""Komodo's Repo: a working clone kept at a path on the host and moved to each synced commit.
+
+The path comes from the resource file (``[[repo]] config.path``): absolute paths are used as
+given (the reference homelab points pre-deploy scripts into such a clone), relative ones stay
+under the agent's root. An existing directory that is not a clone of the same repository is
+never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from periphery.exceptions import CheckoutError, ForbiddenPath
+from periphery.ops.checkout import redact
+from periphery.ops.paths import commit_id, resolve_inside
+from periphery.ops.process import Emit, base_env, run
+
+GIT_TIMEOUT = 300.0
+
+
+def repo_path(root: Path, path: str) -> Path:
+    if not path.strip():
+        raise ForbiddenPath("a repo needs a path")
+    pure = PurePosixPath(path)
+    if ".." in pure.parts:
+        raise ForbiddenPath(f"repo path {path!r} contains '..'")
+    if pure.is_absolute():
+        if len(pure.parts) < 3:
+            raise ForbiddenPath(f"repo path {path!r} is too close to / to be a clone's directory")
+        return Path(path)
+    return resolve_inside(root / "repos", path)
+
+
+async def _git(argv: list[str], emit: Emit, what: str) -> None:
+    env = base_env({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
+    if "SSH_AUTH_SOCK" in os.environ:
+        env["SSH_AUTH_SOCK"] = os.environ["SSH_AUTH_SOCK"]
+    done = await run(["git", *argv], emit=emit, time_limit=GIT_TIMEOUT, env=env)
+    if done.returncode != 0:
+        raise CheckoutError(done.summary(what))
+
+
+async def sync_repo(root: Path, url: str, commit: str, path: str, emit: Emit) -> Path:
+    """Clone ``url`` at ``path`` the first time, then fetch, and check ``commit`` out."""
+    sha = commit_id(commit)
+    dest = repo_path(root, path)
+    shown = redact(url)
+    if url.startswith("-"):
+        raise CheckoutError(f"refusing a repository starting with '-': {shown}")
+    if dest.exists() and not (dest / ".git").is_dir():
+        if any(dest.iterdir()):
+            raise ForbiddenPath(f"{dest} exists and is not a git clone: not overwriting it")
+    if not (dest / ".git").is_dir():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        await _git(["clone", "--quiet", "--", url, str(dest)], emit, f"cloning {shown}")
+    else:
+        await _git(["-C", str(dest), "remote", "set-url", "origin", url], emit, "setting origin")
+        await _git(
+            ["-C", str(dest), "fetch", "--quiet", "--prune", "origin"], emit, f"fetching {shown}"
+        )
+    try:
+        await _git(
+            ["-C", str(dest), "checkout", "--quiet", "--force", "--detach", sha],
+            emit,
+            f"checking out {sha[:12]}",
+        )
+    except CheckoutError:
+        await _git(
+            ["-C", str(dest), "fetch", "--quiet", "origin", sha], emit, f"fetching {sha[:12]}"
+        )
+        await _git(
+            ["-C", str(dest), "checkout", "--quiet", "--force", "--detach", sha],
+            emit,
+            f"checking out {sha[:12]}",
+        )
+    return dest
