@@ -262,6 +262,7 @@ def cleanup(stacks: list[Stack], prefixes: list[str]) -> None:
     remove(stacks, prefixes)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # stack rm returns before its networks are gone
+        remove(stacks, prefixes)  # compose networks go once their containers are gone
         names = sh("docker", "network", "ls", "--format", "{{.Name}}", check=False).stdout.split()
         names += sh("docker", "service", "ls", "--format", "{{.Name}}", check=False).stdout.split()
         if not any(n.startswith(tuple(f"{p}-" for p in prefixes)) for n in names):
@@ -286,6 +287,7 @@ def remove(stacks: list[Stack], prefixes: list[str]) -> None:
                 ).stdout.split()
                 if ids:
                     sh("docker", "rm", "-f", *ids, check=False)
+                sh("docker", "network", "rm", f"{name}_default", check=False)
 
 
 def main() -> int:

@@ -20,17 +20,20 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.to_thread
+import msgspec
 from aiohttp import web
 
 from core.agents import endpoints_from_store
 from core.app import AFTER_APPLY, STORE, SYNCS, error_response, json_response
 from core.config import CoreConfig
 from core.deploy.service import DeployRefused, DeployService
-from core.exceptions import ConfigError
+from core.exceptions import ConfigError, CoreError
 from core.plan.models import Plan
 from core.pool import PeripheryPool, PoolSettings
 from core.store import Store
+from protocol.exceptions import ChannelError
 from protocol.keys import PrivateKey
+from protocol.messages import DeployMode, HealthGateReport, StackState
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ class CoreRuntime:
     def setup(self, app: web.Application) -> None:
         app[RUNTIME] = self
         app.router.add_get("/ws/periphery", self.pool.handle_dial_in)
+        app.router.add_get("/api/stacks", self._list_stacks)
+        app.router.add_get("/api/stacks/{name}", self._stack_status)
         app.router.add_post("/api/stacks/{name}/deploy", self._deploy_stack)
         app.router.add_get("/api/runs/{id}", self._get_run)
         app.router.add_get("/api/deploys/{id}", self._get_deploy)
@@ -97,6 +102,64 @@ class CoreRuntime:
             return error_response(409, "deploy_refused", str(exc))
         run = await anyio.to_thread.run_sync(self.deploys.records.run, run_id)
         return json_response(run, 202)
+
+    async def _list_stacks(self, request: web.Request) -> web.Response:
+        stored = await anyio.to_thread.run_sync(request.app[STORE].resources)
+        last = await anyio.to_thread.run_sync(self.deploys.records.last_deploys)
+        stacks = [
+            {
+                "name": name,
+                "sync": res.sync,
+                "mode": "swarm" if res.config.get("config", {}).get("swarm") else "compose",
+                "last_deploy": last.get(name),
+            }
+            for (kind, name), res in sorted(stored.items())
+            if kind == "stack"
+        ]
+        return json_response({"stacks": stacks})
+
+    async def _stack_status(self, request: web.Request) -> web.Response:
+        """The stack as it runs now (200 when every service is healthy, else 503)."""
+        name = request.match_info["name"]
+        stored = await anyio.to_thread.run_sync(request.app[STORE].resources)
+        resource = stored.get(("stack", name))
+        if resource is None:
+            return error_response(404, "stack_not_found", f"no stack named {name!r} is applied")
+        cfg: dict[str, Any] = resource.config.get("config", {})
+        last = (await anyio.to_thread.run_sync(self.deploys.records.last_deploys)).get(name)
+        body: dict[str, Any] = {"stack": name, "last_deploy": last}
+        if cfg.get("swarm"):
+            swarm = stored.get(("swarm", str(cfg["swarm"])))
+            servers = list(swarm.config.get("config", {}).get("servers", [])) if swarm else []
+            mode = DeployMode.SWARM
+        else:
+            servers, mode = [str(cfg.get("server", ""))], DeployMode.COMPOSE
+        connected = self.pool.connected()
+        server = next((s for s in servers if s in connected), servers[0] if servers else "")
+        try:
+            channel = await self.pool.channel(server, 5.0)
+            result, _ = await channel.request(
+                StackState(
+                    mode=mode,
+                    name=str(cfg.get("project_name") or name),
+                    ignore_services=list(cfg.get("ignore_services", [])),
+                )
+            )
+        except (CoreError, ChannelError) as exc:
+            body.update(healthy=False, error=f"server {server!r}: {exc}")
+            return json_response(body, 503)
+        if result.error is not None or not isinstance(result.value, HealthGateReport):
+            message = result.error.message if result.error else "no state"
+            body.update(healthy=False, error=message)
+            return json_response(body, 503)
+        report = result.value
+        healthy = report.exists and all(v.healthy for v in report.services)
+        body.update(
+            healthy=healthy,
+            running=report.exists,
+            services=[msgspec.to_builtins(v) for v in report.services],
+        )
+        return json_response(body, 200 if healthy else 503)
 
     async def _get_run(self, request: web.Request) -> web.Response:
         run = await anyio.to_thread.run_sync(self.deploys.records.run, _int(request, "id"))

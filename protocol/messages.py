@@ -212,6 +212,14 @@ class WaitHealthy(_Command, frozen=True, tag="wait_healthy"):
     fence: Fence | None = None
 
 
+class StackState(_Command, frozen=True, tag="stack_state"):
+    """What runs now: a verdict per service of the stack or project (no waiting)."""
+
+    mode: DeployMode
+    name: str
+    ignore_services: list[str] = []
+
+
 Command = (
     Health
     | Echo
@@ -224,6 +232,7 @@ Command = (
     | ComposeDown
     | SwarmRemove
     | WaitHealthy
+    | StackState
 )
 
 
@@ -249,10 +258,12 @@ class HealthVerdict(msgspec.Struct, frozen=True):
     service: str
     healthy: bool
     detail: str = ""
+    state: str = ""  # "ready", "waiting" or "failed"
 
 
 class HealthGateReport(msgspec.Struct, frozen=True, tag_field="t", tag="health_gate"):
     services: list[HealthVerdict] = []
+    exists: bool = True  # False: nothing of the stack runs
 
 
 ResultValue = HealthReport | EchoReply | CheckoutReport | HealthGateReport

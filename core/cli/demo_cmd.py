@@ -123,6 +123,7 @@ def _remove_stacks(stacks: list[tuple[str, bool]]) -> None:
             ids = _docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={name}")
             if ids.stdout.split():
                 _docker("rm", "-f", *ids.stdout.split())
+            _docker("network", "rm", f"{name}_default")
 
 
 class _Process:

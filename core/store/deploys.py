@@ -137,6 +137,17 @@ class DeployRecords:
         ]
         return out
 
+    def last_deploys(self) -> dict[str, dict[str, Any]]:
+        """Each stack's newest deploy record (without steps)."""
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT d.id, d.stack, d.status, d.commit_id, d.reason, d.finished_at"
+                " FROM deploys d"
+                " JOIN (SELECT stack, MAX(id) AS id FROM deploys GROUP BY stack) m ON d.id = m.id"
+            ).fetchall()
+        keys = ("id", "stack", "status", "commit", "reason", "finished_at")
+        return {r[1]: dict(zip(keys, r, strict=True)) for r in rows}
+
     def last_deploy_of(self, stack: str) -> int | None:
         with self.store.read() as db:
             row = db.execute(

@@ -19,6 +19,7 @@ from periphery.fences import FenceBook
 from periphery.ops import checkout, compose, health, predeploy, repo, swarm
 from periphery.ops.envfile import merge_env_files
 from periphery.ops.paths import resolve_inside, run_paths, safe_name
+from periphery.ops.verdict import State, Verdict
 from protocol.messages import (
     Checkout,
     CheckoutReport,
@@ -32,6 +33,7 @@ from protocol.messages import (
     HealthVerdict,
     PreDeploy,
     RepoSync,
+    StackState,
     Stream,
     SwarmDeploy,
     SwarmRemove,
@@ -196,9 +198,35 @@ class DeployHandlers:
             )
         except PeripheryError as exc:
             return failure(exc)
-        report = HealthGateReport(
-            services=[
-                HealthVerdict(service=v.service, healthy=True, detail=v.detail) for v in verdicts
-            ]
+        return Outcome(exit_code=0, value=_report(verdicts))
+
+    async def stack_state(self, command: StackState, out: OutputWriter) -> Outcome:
+        rules = health.DEFAULT_RULES
+        check = (
+            health.swarm_check(command.name, command.ignore_services, None, rules)
+            if command.mode is DeployMode.SWARM
+            else health.compose_check(command.name, command.ignore_services, rules)
         )
-        return Outcome(exit_code=0, value=report)
+        try:
+            verdicts = await health.snapshot(check)
+        except TimeoutError:
+            return Outcome(error=ErrorInfo(ErrorCode.TIMEOUT, "the Docker engine did not answer"))
+        except Exception as exc:  # aiodocker and aiohttp raise many kinds
+            return Outcome(error=ErrorInfo(ErrorCode.FAILED, f"Docker API: {exc}"))
+        if verdicts is None:
+            return Outcome(exit_code=0, value=HealthGateReport(exists=False))
+        return Outcome(exit_code=0, value=_report(verdicts))
+
+
+def _report(verdicts: list[Verdict]) -> HealthGateReport:
+    return HealthGateReport(
+        services=[
+            HealthVerdict(
+                service=v.service,
+                healthy=v.state is State.READY,
+                detail=v.detail,
+                state=v.state.name.lower(),
+            )
+            for v in verdicts
+        ]
+    )

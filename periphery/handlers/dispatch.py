@@ -17,6 +17,7 @@ from protocol.messages import (
     PreDeploy,
     RepoSync,
     Run,
+    StackState,
     SwarmDeploy,
     SwarmRemove,
     WaitHealthy,
@@ -77,3 +78,5 @@ class Dispatcher:
                 return await self.deploy.swarm_remove(command, out)
             case WaitHealthy():
                 return await self.deploy.wait_healthy(command, out)
+            case StackState():
+                return await self.deploy.stack_state(command, out)

@@ -141,20 +141,10 @@ async def _gate(
     raise HealthGateFailed(message)
 
 
-async def wait_swarm_healthy(
-    name: str,
-    *,
-    ignore_services: Sequence[str] = (),
-    time_limit: float = DEFAULT_TIMEOUT,
-    since: datetime | None = None,
-    rules: Rules = DEFAULT_RULES,
-    emit: Emit = discard,
-    poll: float = POLL,
-    docker: aiodocker.Docker | None = None,
-) -> list[Verdict]:
-    """Wait until every service of stack ``name`` (but ``ignore_services``, short or full names)
-    is ready. ``since``: when the deploy started (failures before it do not count; default: now).
-    """
+def swarm_check(
+    name: str, ignore_services: Sequence[str], since: datetime | None, rules: Rules
+) -> Check:
+    """One look at stack ``name``: a verdict per service, or None when nothing of it exists."""
 
     async def check(client: aiodocker.Docker, started: datetime) -> list[Verdict] | None:
         services = await client.services.list(filters={"label": f"{STACK_LABEL}={name}"})
@@ -178,29 +168,11 @@ async def wait_swarm_healthy(
             for s in sorted(services, key=lambda s: s["Spec"]["Name"])
         ]
 
-    return await _gate(
-        f"stack {name!r}",
-        check,
-        _service_logs,
-        time_limit=time_limit,
-        emit=emit,
-        poll=poll,
-        docker=docker,
-    )
+    return check
 
 
-async def wait_compose_healthy(
-    project: str,
-    *,
-    ignore_services: Sequence[str] = (),
-    time_limit: float = DEFAULT_TIMEOUT,
-    rules: Rules = DEFAULT_RULES,
-    emit: Emit = discard,
-    poll: float = POLL,
-    docker: aiodocker.Docker | None = None,
-) -> list[Verdict]:
-    """Wait until every container of compose project ``project`` (but those of
-    ``ignore_services``) is running, and healthy where it has a healthcheck."""
+def compose_check(project: str, ignore_services: Sequence[str], rules: Rules) -> Check:
+    """One look at compose project ``project``: a verdict per service, or None when empty."""
 
     async def check(client: aiodocker.Docker, started: datetime) -> list[Verdict] | None:
         filters = json.dumps({"label": [f"{PROJECT_LABEL}={project}"]})
@@ -227,6 +199,57 @@ async def wait_compose_healthy(
             health_compose.evaluate_service(s, by_service[s], at=at, rules=rules)
             for s in sorted(by_service)
         ]
+
+    return check
+
+
+async def snapshot(check: Check, *, docker: aiodocker.Docker | None = None) -> list[Verdict] | None:
+    """The verdicts of one look, now (no waiting): the state query behind ``StackState``."""
+    async with _client(docker) as client:
+        with anyio.fail_after(API_TIMEOUT):
+            return await check(client, now())
+
+
+async def wait_swarm_healthy(
+    name: str,
+    *,
+    ignore_services: Sequence[str] = (),
+    time_limit: float = DEFAULT_TIMEOUT,
+    since: datetime | None = None,
+    rules: Rules = DEFAULT_RULES,
+    emit: Emit = discard,
+    poll: float = POLL,
+    docker: aiodocker.Docker | None = None,
+) -> list[Verdict]:
+    """Wait until every service of stack ``name`` (but ``ignore_services``, short or full names)
+    is ready. ``since``: when the deploy started (failures before it do not count; default: now).
+    """
+    check = swarm_check(name, ignore_services, since, rules)
+
+    return await _gate(
+        f"stack {name!r}",
+        check,
+        _service_logs,
+        time_limit=time_limit,
+        emit=emit,
+        poll=poll,
+        docker=docker,
+    )
+
+
+async def wait_compose_healthy(
+    project: str,
+    *,
+    ignore_services: Sequence[str] = (),
+    time_limit: float = DEFAULT_TIMEOUT,
+    rules: Rules = DEFAULT_RULES,
+    emit: Emit = discard,
+    poll: float = POLL,
+    docker: aiodocker.Docker | None = None,
+) -> list[Verdict]:
+    """Wait until every container of compose project ``project`` (but those of
+    ``ignore_services``) is running, and healthy where it has a healthcheck."""
+    check = compose_check(project, ignore_services, rules)
 
     return await _gate(
         f"compose project {project!r}",

@@ -168,6 +168,20 @@ async def test_tiers_failures_and_skips_through_the_core(
     status, log = await core.call("GET", f"/api/deploys/{by_stack['infra']['id']}/log")
     text = "".join(line["text"] for line in log["lines"])
     assert "token is ***" in text and "s3cr3t-value" not in text
+    # What runs now: the state query answers 200 for a healthy stack, 503 for one not running.
+    status, state = await core.call("GET", f"/api/stacks/{p}-db")
+    assert status == 200 and state["healthy"] is True, state
+    assert [s["state"] for s in state["services"]] == ["ready"]
+    assert state["last_deploy"]["status"] == "healthy"
+    status, state = await core.call("GET", f"/api/stacks/{p}-broken")
+    assert status == 503 and state["healthy"] is False and state["running"] is False
+    status, listing = await core.call("GET", "/api/stacks")
+    assert {s["name"]: (s["last_deploy"] or {}).get("status") for s in listing["stacks"]} == {
+        f"{p}-infra": "healthy",
+        f"{p}-db": "healthy",
+        f"{p}-broken": "failed",
+        f"{p}-after-broken": "skipped",
+    }
     # Only the one run: the infrastructure tier finished before the platform tier began.
     infra_end = by_stack["infra"]["finished_at"]
     assert all(by_stack[n]["started_at"] >= infra_end for n in ("db", "broken"))
@@ -245,3 +259,37 @@ async def test_a_dead_agent_mid_deploy_fails_the_stack_and_skips_what_follows(
     assert "lost the periphery of 'manager'" in by_stack["first"]["reason"]
     assert by_stack["second"]["status"] == "skipped"
     assert by_stack["second"]["reason"] == f"not deployed: {p}-first failed"
+
+
+async def test_the_deploy_and_status_commands(core: Core, docker_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from tests.support.processes import stackward_argv
+
+    p = docker_env.prefix
+    stacks = [{"name": "cli", "tier": "infrastructure", "mode": "compose", "pre": "echo checked"}]
+    repo = Repo(tmp_path / "repo")
+    repo.commit(stack_files(stacks))
+    core.resources.write_text(
+        resource_file(p, repo, core.periphery.keys.public.openssh_line(), stacks)
+    )
+    applied = await core.sync()
+    await core.wait_run(applied["run"])
+    env = {**os.environ, "STACKWARD_URL": core.url, "STACKWARD_TOKEN": core.token}
+    done = await anyio.run_process(
+        stackward_argv("deploy", f"{p}-cli", "--follow", "--color", "never"), env=env, check=False
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    assert "pre_deploy |" in out and "checked" in out  # output lines under their deploy
+    assert f"✔ {p}-cli" in out and "succeeded: 1/1 healthy" in out
+    done = await anyio.run_process(
+        stackward_argv("status", f"{p}-cli", "--color", "never"), env=env, check=False
+    )
+    assert done.returncode == 0 and b"healthy" in done.stdout, done.stdout + done.stderr
+    done = await anyio.run_process(
+        stackward_argv("status", "--color", "never"), env=env, check=False
+    )
+    assert done.returncode == 0 and f"{p}-cli".encode() in done.stdout
+    done = await anyio.run_process(stackward_argv("deploy", "nope"), env=env, check=False)
+    assert done.returncode == 1 and b"stack_not_found" in done.stderr
