@@ -65,3 +65,49 @@ async def test_a_push_redeploys_only_the_stack_it_touches(
     status, plan = await core.call("POST", "/api/syncs/lab/plan")
     assert status == 201, plan
     assert any(c["kind"] == "resource_sync" for c in plan["changes"])
+
+
+async def test_a_stack_deleted_by_a_deleting_sync_is_taken_down(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import anyio
+
+    from tests.support.waiting import eventually
+
+    p = docker_env.prefix
+    stacks = [
+        {"name": "keep", "tier": "infrastructure", "mode": "compose"},
+        {"name": "gone", "tier": "infrastructure", "mode": "compose"},
+    ]
+    repo = Repo(tmp_path / "repo")
+    key = core.periphery.keys.public.openssh_line()
+    deleting = self_sync(repo).replace(
+        'resource_path = ["resources.toml"]\n',
+        'resource_path = ["resources.toml"]\ndelete = true\n',
+    )
+    text = resource_file(p, repo, key, stacks) + deleting
+    repo.commit({**stack_files(stacks), "resources.toml": text})
+    core.resources.write_text(text)
+    applied = await core.sync()
+    assert (await core.wait_run(applied["run"]))["status"] == "succeeded"
+    status, plan = await core.call("POST", "/api/syncs/lab/plan")
+    await core.call("POST", "/api/syncs/lab/apply", {"plan_id": plan["id"]})
+
+    repo.commit({"resources.toml": resource_file(p, repo, key, stacks[:1]) + deleting})
+    status, plan = await core.call("POST", "/api/syncs/lab/plan")
+    assert [(c["kind"], c["name"], c["action"]) for c in plan["changes"]] == [
+        ("stack", f"{p}-gone", "delete")
+    ]
+    status, applied = await core.call("POST", "/api/syncs/lab/apply", {"plan_id": plan["id"]})
+    assert applied["removed"] == [f"{p}-gone"]
+
+    def running(project: str) -> bool:
+        return bool(
+            docker_env.docker(
+                "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"
+            )
+        )
+
+    await eventually(lambda: not running(f"{p}-gone"), within=60, interval=0.25)
+    assert running(f"{p}-keep")
+    await anyio.lowlevel.checkpoint()
