@@ -32,6 +32,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.pool import PeripheryPool, ServerEndpoint  # noqa: E402
+from protocol.memory import keep_large_buffers  # noqa: E402
 from protocol.messages import Echo, Run  # noqa: E402
 from tests.support.processes import Periphery, make_key  # noqa: E402
 
@@ -226,4 +227,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     logging.basicConfig(level=logging.ERROR)
+    keep_large_buffers()  # as `stackward core` does at start (this process is the core here)
     sys.exit(anyio.run(main, parser.parse_args().quick))

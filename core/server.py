@@ -18,6 +18,7 @@ from core.app import build_app
 from core.config import CoreConfig
 from core.runtime import CoreRuntime, load_private_key
 from core.store import Store
+from protocol.memory import keep_large_buffers
 
 log = logging.getLogger(__name__)
 
@@ -92,4 +93,5 @@ def _check_resources(config: CoreConfig) -> None:
 
 
 def run(config: CoreConfig) -> None:
+    keep_large_buffers()
     anyio.run(serve, config)

@@ -10,6 +10,7 @@ import anyio
 
 from periphery.agent import Agent
 from periphery.config import load_config
+from protocol.memory import keep_large_buffers
 
 log = logging.getLogger(__name__)
 
@@ -30,5 +31,6 @@ async def _main(config_path: Path) -> None:
 def serve(config_path: Path) -> int:
     """Run the agent; raises ``ConfigError`` before anything starts if the config is bad."""
     load_config(config_path)  # fail fast, before the event loop, with the file and key
+    keep_large_buffers()
     anyio.run(_main, config_path)
     return 0

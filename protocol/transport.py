@@ -491,6 +491,35 @@ class _ChannelBase:
         with anyio.move_on_after(self.settings.close_timeout, shield=True):
             await self.ws.close(code=self._close_code, message=self.close_reason.encode()[:120])
 
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the channel until the connection ends: the reader, the heartbeat watchdog and
+        the writer in one task group; whichever ends first ends the others."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch, tg)
+                tg.start_soon(self._run_writer, tg)
+                task_status.started()
+                await self._read(tg)
+                tg.cancel_scope.cancel()
+        finally:
+            self._closing()
+            await self._shutdown()
+
+    async def _watch(self, tg: anyio.abc.TaskGroup) -> None:
+        try:
+            await self._heartbeat()
+        except ChannelClosed as exc:
+            self.close_reason = str(exc)
+        tg.cancel_scope.cancel()
+
+    async def _read(self, tg: anyio.abc.TaskGroup) -> None:
+        raise NotImplementedError
+
+    def _closing(self) -> None:
+        """Called when the connection ended, before the socket is closed."""
+
     async def aclose(self, reason: str = "closed by us") -> None:
         self.close_reason = self.close_reason or reason
         self._close_code = 1000
@@ -615,30 +644,11 @@ class CoreChannel(_ChannelBase):
         self._calls: dict[int, Call] = {}
         self._slots = anyio.Semaphore(settings.max_in_flight)
 
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Read frames until the connection ends; then fail every pending call."""
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch, tg)
-                tg.start_soon(self._run_writer, tg)
-                task_status.started()
-                await self._read()
-                tg.cancel_scope.cancel()
-        finally:
-            for call in list(self._calls.values()):
-                call._fail(ChannelClosed(self.close_reason or "the channel closed"))
-            await self._shutdown()
+    def _closing(self) -> None:
+        for call in list(self._calls.values()):
+            call._fail(ChannelClosed(self.close_reason or "the channel closed"))
 
-    async def _watch(self, tg: anyio.abc.TaskGroup) -> None:
-        try:
-            await self._heartbeat()
-        except ChannelClosed as exc:
-            self.close_reason = str(exc)
-        tg.cancel_scope.cancel()
-
-    async def _read(self) -> None:
+    async def _read(self, tg: anyio.abc.TaskGroup) -> None:
         async for data in self._receive_frames():
             try:
                 frames = self._decoder.decode(data)
@@ -802,27 +812,6 @@ class PeripheryChannel(_ChannelBase):
         self._handler = handler
         self._active: dict[int, anyio.CancelScope] = {}
         self._in_batch = False
-
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Serve requests until the connection ends; running requests are cancelled then."""
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch, tg)
-                tg.start_soon(self._run_writer, tg)
-                task_status.started()
-                await self._read(tg)
-                tg.cancel_scope.cancel()
-        finally:
-            await self._shutdown()
-
-    async def _watch(self, tg: anyio.abc.TaskGroup) -> None:
-        try:
-            await self._heartbeat()
-        except ChannelClosed as exc:
-            self.close_reason = str(exc)
-        tg.cancel_scope.cancel()
 
     def _coalesce(self) -> bool:
         return self._in_batch or len(self._active) > 1

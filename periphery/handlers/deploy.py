@@ -33,6 +33,7 @@ from protocol.messages import (
     HealthVerdict,
     PreDeploy,
     RepoSync,
+    ResultValue,
     StackState,
     Stream,
     SwarmDeploy,
@@ -42,6 +43,16 @@ from protocol.messages import (
 from protocol.transport import Outcome, OutputWriter
 
 Emit = Callable[[str, bytes], Awaitable[None]]
+DeployCommand = (
+    Checkout
+    | RepoSync
+    | PreDeploy
+    | ComposeUp
+    | SwarmDeploy
+    | ComposeDown
+    | SwarmRemove
+    | WaitHealthy
+)
 
 
 def emitter(out: OutputWriter) -> Emit:
@@ -86,119 +97,76 @@ class DeployHandlers:
             )
         )
 
-    async def checkout(self, command: Checkout, out: OutputWriter) -> Outcome:
+    async def handle(self, command: DeployCommand, out: OutputWriter) -> Outcome:
+        """Run one deploy command: refused when its fence is stale, errors typed."""
         if stale := self._stale(command.fence):
             return stale
         try:
-            path = await checkout.checkout(
-                self.root, command.repo_url, command.commit, command.target, emitter(out)
-            )
+            value = await self._run(command, emitter(out))
         except PeripheryError as exc:
             return failure(exc)
-        return Outcome(exit_code=0, value=CheckoutReport(commit=path.name, path=str(path)))
+        return Outcome(exit_code=0, value=value)
 
-    async def repo_sync(self, command: RepoSync, out: OutputWriter) -> Outcome:
-        if stale := self._stale(command.fence):
-            return stale
-        try:
-            path = await repo.sync_repo(
-                self.root, command.url, command.commit, command.path, emitter(out)
-            )
-        except PeripheryError as exc:
-            return failure(exc)
-        return Outcome(exit_code=0, value=CheckoutReport(commit=command.commit, path=str(path)))
-
-    async def pre_deploy(self, command: PreDeploy, out: OutputWriter) -> Outcome:
-        if stale := self._stale(command.fence):
-            return stale
-        try:
-            await predeploy.run_pre_deploy(
-                self._checkout_dir(command.target),
-                command.command,
-                command.path or None,
-                command.env,
-                emitter(out),
-                time_limit=command.timeout,
-            )
-        except PeripheryError as exc:
-            return failure(exc)
-        return Outcome(exit_code=0)
-
-    async def compose_up(self, command: ComposeUp, out: OutputWriter) -> Outcome:
-        if stale := self._stale(command.fence):
-            return stale
-        try:
-            paths = run_paths(
-                self._checkout_dir(command.target), command.run_directory, command.files
-            )
-            env = merge_env_files(paths.run_directory, command.env_files, command.env)
-            await compose.compose_up(
-                command.project,
-                paths.relative_files(),
-                paths.run_directory,
-                env,
-                command.auto_pull,
-                emitter(out),
-            )
-        except PeripheryError as exc:
-            return failure(exc)
-        return Outcome(exit_code=0)
-
-    async def swarm_deploy(self, command: SwarmDeploy, out: OutputWriter) -> Outcome:
-        if stale := self._stale(command.fence):
-            return stale
-        try:
-            paths = run_paths(
-                self._checkout_dir(command.target), command.run_directory, command.files
-            )
-            env = merge_env_files(paths.run_directory, command.env_files, command.env)
-            await swarm.swarm_deploy(
-                command.stack,
-                paths.relative_files(),
-                paths.run_directory,
-                env,
-                emitter(out),
-            )
-        except PeripheryError as exc:
-            return failure(exc)
-        return Outcome(exit_code=0)
-
-    async def compose_down(self, command: ComposeDown, out: OutputWriter) -> Outcome:
-        if stale := self._stale(command.fence):
-            return stale
-        try:
-            await compose.compose_down(command.project, emitter(out))
-        except PeripheryError as exc:
-            return failure(exc)
-        return Outcome(exit_code=0)
-
-    async def swarm_remove(self, command: SwarmRemove, out: OutputWriter) -> Outcome:
-        if stale := self._stale(command.fence):
-            return stale
-        try:
-            await swarm.swarm_remove(command.stack, emitter(out))
-        except PeripheryError as exc:
-            return failure(exc)
-        return Outcome(exit_code=0)
-
-    async def wait_healthy(self, command: WaitHealthy, out: OutputWriter) -> Outcome:
-        if stale := self._stale(command.fence):
-            return stale
-        gate = (
-            health.wait_swarm_healthy
-            if command.mode is DeployMode.SWARM
-            else health.wait_compose_healthy
-        )
-        try:
-            verdicts = await gate(
-                command.name,
-                ignore_services=command.ignore_services,
-                time_limit=command.timeout,
-                emit=emitter(out),
-            )
-        except PeripheryError as exc:
-            return failure(exc)
-        return Outcome(exit_code=0, value=_report(verdicts))
+    async def _run(self, command: DeployCommand, emit: Emit) -> ResultValue | None:
+        match command:
+            case Checkout():
+                path = await checkout.checkout(
+                    self.root, command.repo_url, command.commit, command.target, emit
+                )
+                return CheckoutReport(commit=path.name, path=str(path))
+            case RepoSync():
+                path = await repo.sync_repo(
+                    self.root, command.url, command.commit, command.path, emit
+                )
+                return CheckoutReport(commit=command.commit, path=str(path))
+            case PreDeploy():
+                await predeploy.run_pre_deploy(
+                    self._checkout_dir(command.target),
+                    command.command,
+                    command.path or None,
+                    command.env,
+                    emit,
+                    time_limit=command.timeout,
+                )
+            case ComposeUp():
+                paths = run_paths(
+                    self._checkout_dir(command.target), command.run_directory, command.files
+                )
+                env = merge_env_files(paths.run_directory, command.env_files, command.env)
+                await compose.compose_up(
+                    command.project,
+                    paths.relative_files(),
+                    paths.run_directory,
+                    env,
+                    command.auto_pull,
+                    emit,
+                )
+            case SwarmDeploy():
+                paths = run_paths(
+                    self._checkout_dir(command.target), command.run_directory, command.files
+                )
+                env = merge_env_files(paths.run_directory, command.env_files, command.env)
+                await swarm.swarm_deploy(
+                    command.stack, paths.relative_files(), paths.run_directory, env, emit
+                )
+            case ComposeDown():
+                await compose.compose_down(command.project, emit)
+            case SwarmRemove():
+                await swarm.swarm_remove(command.stack, emit)
+            case WaitHealthy():
+                gate = (
+                    health.wait_swarm_healthy
+                    if command.mode is DeployMode.SWARM
+                    else health.wait_compose_healthy
+                )
+                verdicts = await gate(
+                    command.name,
+                    ignore_services=command.ignore_services,
+                    time_limit=command.timeout,
+                    emit=emit,
+                )
+                return _report(verdicts)
+        return None
 
     async def stack_state(self, command: StackState, out: OutputWriter) -> Outcome:
         rules = health.DEFAULT_RULES

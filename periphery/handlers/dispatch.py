@@ -62,21 +62,16 @@ class Dispatcher:
                 return outcome
             case Run():
                 return await run.handle(command, out, self.config)
-            case Checkout():
-                return await self.deploy.checkout(command, out)
-            case RepoSync():
-                return await self.deploy.repo_sync(command, out)
-            case PreDeploy():
-                return await self.deploy.pre_deploy(command, out)
-            case ComposeUp():
-                return await self.deploy.compose_up(command, out)
-            case SwarmDeploy():
-                return await self.deploy.swarm_deploy(command, out)
-            case ComposeDown():
-                return await self.deploy.compose_down(command, out)
-            case SwarmRemove():
-                return await self.deploy.swarm_remove(command, out)
-            case WaitHealthy():
-                return await self.deploy.wait_healthy(command, out)
+            case (
+                Checkout()
+                | RepoSync()
+                | PreDeploy()
+                | ComposeUp()
+                | SwarmDeploy()
+                | ComposeDown()
+                | SwarmRemove()
+                | WaitHealthy()
+            ):
+                return await self.deploy.handle(command, out)
             case StackState():
                 return await self.deploy.stack_state(command, out)
