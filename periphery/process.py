@@ -13,6 +13,7 @@ import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import anyio.abc
@@ -22,6 +23,16 @@ from periphery.exceptions import CommandFailed, CommandTimeout
 log = logging.getLogger(__name__)
 
 Sink = Callable[[bytes], Awaitable[None]]
+
+
+class ChunkSink(Protocol):
+    """A sink that gives out buffers to read into and sends them filled, without a copy."""
+
+    def chunk_buffer(self, size: int) -> tuple[bytearray, memoryview]: ...
+
+    async def send_chunk(self, buffer: bytearray, length: int) -> None: ...
+
+
 PIPE_BYTES = 1024 * 1024  # pipe capacity asked of the kernel: fewer, larger reads
 READ_CHUNK = PIPE_BYTES
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -50,8 +61,11 @@ def _pipe() -> tuple[int, int]:
     return read_end, write_end
 
 
-async def _pump(fd: int, sink: Sink) -> None:
+async def _pump(fd: int, sink: Sink | ChunkSink) -> None:
     """Read ``fd`` until EOF, handing each chunk to ``sink`` as it arrives."""
+    if not callable(sink):
+        await _pump_into(fd, sink)
+        return
     while True:
         try:
             data = os.read(fd, READ_CHUNK)
@@ -61,6 +75,21 @@ async def _pump(fd: int, sink: Sink) -> None:
         if not data:
             return
         await sink(data)
+
+
+async def _pump_into(fd: int, sink: ChunkSink) -> None:
+    """Like ``_pump``, reading straight into the sink's buffers (no copy per chunk)."""
+    buffer, view = sink.chunk_buffer(READ_CHUNK)
+    while True:
+        try:
+            length = os.readv(fd, [view])
+        except BlockingIOError:
+            await anyio.wait_readable(fd)
+            continue
+        if not length:
+            return
+        await sink.send_chunk(buffer, length)
+        buffer, view = sink.chunk_buffer(READ_CHUNK)
 
 
 async def _terminate(process: anyio.abc.Process, grace: float) -> None:
@@ -84,8 +113,8 @@ async def run_streaming(
     cwd: Path,
     env: Mapping[str, str] | None,
     time_limit: float,
-    stdout: Sink,
-    stderr: Sink,
+    stdout: Sink | ChunkSink,
+    stderr: Sink | ChunkSink,
     kill_grace: float = 2.0,
 ) -> int:
     """Run ``argv`` (no shell) and return its exit status; raise ``CommandTimeout`` past

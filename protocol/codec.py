@@ -6,6 +6,7 @@ Pure: bytes in, typed messages out. Every decode failure, whatever msgspec raise
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -77,7 +78,7 @@ class BatchDecoder(Generic[T]):
         return decoded if isinstance(decoded, list) else [decoded]
 
 
-def batch(frames: list[bytes]) -> bytes:
+def batch(frames: Sequence[bytes | memoryview]) -> bytes:
     """A msgpack array of already-encoded frames, without decoding or re-encoding them."""
     count = len(frames)
     if count < 16:

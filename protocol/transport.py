@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiohttp
 import anyio
@@ -78,6 +78,7 @@ BAD_FRAMES_CLOSE_CODE = 1002  # protocol error
 DEAD_PEER_CLOSE_CODE = 1001  # going away
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OUTPUT_CHUNK_BYTES = 1024 * 1024
+_FRAME_HEADROOM = 96  # room for an Output frame's header in front of its data
 _WATCHDOG_PERIOD = 1.0  # how often stuck sends are looked for, at least
 _FLUSH_FRAMES = 16  # a batch this large is sent at once by whoever completed it
 _OUTBOX_FRAMES = 1024  # frames waiting to be written before senders wait
@@ -337,7 +338,7 @@ class _ChannelBase:
         self._last_rx = time.monotonic()
         self._sends_pending = 0
         self._send_progress = self._last_rx
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes | memoryview] = []
         self._outbox_bytes = 0
         self._writer_busy = False
         self._writer_wake = _Wakeup()
@@ -358,7 +359,7 @@ class _ChannelBase:
         """Whether frames should gather in the outbox rather than go out one by one."""
         return False
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes | memoryview) -> None:
         """Send one encoded frame, directly or through the outbox.
 
         With one request in flight a frame goes straight to the socket (lowest latency). With
@@ -371,7 +372,7 @@ class _ChannelBase:
         else:
             await self._send_now(data)
 
-    async def _enqueue(self, data: bytes) -> None:
+    async def _enqueue(self, data: bytes | memoryview) -> None:
         if self._is_closed or self.ws.closed:
             raise ChannelClosed(self.close_reason or "the connection is closed")
         self._outbox.append(data)
@@ -412,7 +413,7 @@ class _ChannelBase:
             finally:
                 self._writer_busy = False
 
-    async def _send_now(self, data: bytes) -> None:
+    async def _send_now(self, data: bytes | memoryview) -> None:
         # No cancel scope per frame (they cost more than the send): the watchdog in
         # ``_heartbeat`` closes the socket when a send makes no progress for send_timeout.
         ws = self.ws
@@ -422,7 +423,8 @@ class _ChannelBase:
             self._send_progress = time.monotonic()
         self._sends_pending += 1
         try:
-            await ws.send_bytes(data)
+            # aiohttp frames any bytes-like object (it only takes len() and writes it).
+            await ws.send_bytes(cast(bytes, data))
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             raise ChannelClosed(f"send failed: {exc}") from exc
         finally:
@@ -787,6 +789,29 @@ class OutputWriter:
 
     async def stderr(self, data: bytes) -> None:
         await self.write(Stream.STDERR, data)
+
+    def chunk_buffer(self, size: int) -> tuple[bytearray, memoryview]:
+        """A fresh buffer for one chunk of up to ``size`` bytes and the view to fill (e.g. with
+        ``os.readv``); ``send_chunk`` then frames it in place, without copying the data."""
+        size = min(size, OUTPUT_CHUNK_BYTES)
+        buffer = bytearray(_FRAME_HEADROOM + size)
+        return buffer, memoryview(buffer)[_FRAME_HEADROOM:]
+
+    async def send_chunk(self, stream: Stream, buffer: bytearray, length: int) -> None:
+        """Send the first ``length`` bytes of a ``chunk_buffer`` as one ``Output`` frame.
+
+        The frame is the msgpack of ``Output(..., data=b"")`` with its empty ``bin 8`` replaced
+        by a ``bin 32`` header, written into the headroom in front of the data. The buffer must
+        not be touched afterwards (the transport may keep a reference to it).
+        """
+        if length <= 0:
+            return
+        empty = codec.encode(Output(id=self._id, seq=self._seq, stream=stream, data=b""))
+        head = empty[:-2] + b"\xc6" + length.to_bytes(4, "big")
+        start = _FRAME_HEADROOM - len(head)
+        buffer[start:_FRAME_HEADROOM] = head
+        self._seq += 1
+        await self._channel._send(memoryview(buffer)[start : _FRAME_HEADROOM + length])
 
 
 class Handler(Protocol):

@@ -9,10 +9,24 @@ from periphery.config import LoadedConfig
 from periphery.exceptions import CommandFailed, CommandTimeout, ForbiddenPath
 from periphery.paths import confine
 from periphery.process import run_streaming
-from protocol.messages import ErrorCode, ErrorInfo, Run
+from protocol.messages import ErrorCode, ErrorInfo, Run, Stream
 from protocol.transport import Outcome, OutputWriter
 
 log = logging.getLogger(__name__)
+
+
+class _Chunks:
+    """One stream of a request's output, read into frame buffers in place."""
+
+    def __init__(self, out: OutputWriter, stream: Stream) -> None:
+        self.out = out
+        self.stream = stream
+
+    def chunk_buffer(self, size: int) -> tuple[bytearray, memoryview]:
+        return self.out.chunk_buffer(size)
+
+    async def send_chunk(self, buffer: bytearray, length: int) -> None:
+        await self.out.send_chunk(self.stream, buffer, length)
 
 
 async def handle(command: Run, out: OutputWriter, config: LoadedConfig) -> Outcome:
@@ -37,8 +51,8 @@ async def handle(command: Run, out: OutputWriter, config: LoadedConfig) -> Outco
             cwd=cwd,
             env=env,
             time_limit=command.timeout,
-            stdout=out.stdout,
-            stderr=out.stderr,
+            stdout=_Chunks(out, Stream.STDOUT),
+            stderr=_Chunks(out, Stream.STDERR),
             kill_grace=config.raw.kill_grace,
         )
     except CommandTimeout as exc:

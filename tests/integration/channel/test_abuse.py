@@ -114,7 +114,8 @@ async def test_200_idle_unauthenticated_sockets_do_not_stop_a_real_login(
         await ws.close()
         for sock in idle:
             await sock.close()
-    assert login < 1.0, f"login took {login:.2f}s with 200 idle sockets"
+    # Well under the 5 s handshake deadline the idle sockets hold their slots for.
+    assert login < 2.5, f"login took {login:.2f}s with 200 idle sockets"
 
 
 async def test_auth_failures_are_rate_limited_per_address(
