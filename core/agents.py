@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import CoreConfig
+from core.exceptions import CoreError
 from core.keyfiles import read_public_key
 from core.pool import ServerEndpoint
 from core.resources.variables import Values
@@ -48,7 +49,7 @@ def endpoints_from_store(
             continue
         try:
             key = read_public_key(values.interpolate(spec, where=f"server {name!r}"), base)
-        except (BadKey, Exception) as exc:  # UnknownVariable, BadKey
+        except (BadKey, CoreError) as exc:  # a malformed key, or [[NAME]] unknown
             problems.append(f"server {name!r}: public_key unusable: {exc}")
             continue
         address = str(cfg.get("address", "")).strip()

@@ -224,9 +224,9 @@ class CoreRuntime:
         for name in names:
             change = by_name[name]
             old: dict[str, Any] = {}
-            for field in change.fields:
-                if field.path == "config" and isinstance(field.old, dict):
-                    old = {"config": field.old}
+            for changed in change.fields:
+                if changed.path == "config" and isinstance(changed.old, dict):
+                    old = {"config": changed.old}
             swarm = str(old.get("config", {}).get("swarm", ""))
             swarm_res = stored.get(("swarm", swarm))
             servers = (

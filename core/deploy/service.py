@@ -27,7 +27,7 @@ from core.deploy.stack import StackJob, deploy_stack, run_step
 from core.exceptions import CoreError, PeripheryUnavailable
 from core.git import GitError, resolve_branch
 from core.pool import PeripheryPool
-from core.resources.graph import stack_graph
+from core.resources.graph import Graph, stack_graph
 from core.resources.models import ResourceSet
 from core.resources.variables import Values
 from core.store import Store
@@ -189,7 +189,7 @@ class DeployService:
     async def _execute(
         self,
         run_id: int,
-        graph: Any,
+        graph: Graph,
         jobs: dict[str, StackJob],
         plans: dict[str, JobPlan],
         masker: Values,
