@@ -8,6 +8,7 @@
     api_tokens = ["..."]             # bearer tokens of the HTTP API; or:
     api_tokens_file = "/etc/stackward/tokens" # one token a line, '#' comments
     webhook_secret = "..."           # HMAC secret of the git webhooks
+    webhook_secrets = ["..."]        # more valid at once, while one is rotated
     resources = ["/etc/stackward/resources.toml"]  # local files or directories loaded at start
     max_body_bytes = 1048576         # HTTP request bodies larger than this are refused
 
@@ -39,6 +40,7 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_tokens: list[str] = msgspec.field(default_factory=list)
     api_tokens_file: str = ""
     webhook_secret: str = ""
+    webhook_secrets: list[str] = msgspec.field(default_factory=list)  # more, while rotating
     resources: list[str] = msgspec.field(default_factory=list)
     secrets: dict[str, str] = msgspec.field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024

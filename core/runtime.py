@@ -28,6 +28,7 @@ from core.app import AFTER_APPLY, STORE, SYNCS, error_response, json_response
 from core.config import CoreConfig
 from core.deploy.service import DeployRefused, DeployService
 from core.exceptions import ConfigError, CoreError
+from core.listener import Listener
 from core.plan.models import Plan
 from core.pool import PeripheryPool, PoolSettings
 from core.store import Store
@@ -50,7 +51,13 @@ class CoreRuntime:
         self.store = store
         self.pool = PeripheryPool(private_key, pool_settings)
         self.deploys = DeployService(config, store, self.pool)
+        self.listener = Listener(self)
         self._tg: anyio.abc.TaskGroup | None = None
+
+    @property
+    def task_group(self) -> anyio.abc.TaskGroup | None:
+        """Where work started by requests runs (None before start and after stop)."""
+        return self._tg
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -85,6 +92,7 @@ class CoreRuntime:
         app.router.add_get("/api/deploys/{id}", self._get_deploy)
         app.router.add_get("/api/deploys/{id}/log", self._get_log)
         app.router.add_get("/api/servers", self._servers)
+        self.listener.setup(app)
         app[AFTER_APPLY] = self.after_apply
 
     async def _deploy_stack(self, request: web.Request) -> web.Response:

@@ -19,6 +19,8 @@ from tests.support.processes import KeyPair, Periphery, toml_value, write_toml
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+
 
 @dataclass
 class Core:
@@ -104,6 +106,7 @@ async def core(tmp_path: Path, core_keys: KeyPair, periphery_factory) -> AsyncIt
             "private_key": str(core_keys.path),
             "api_tokens": [token],
             "resources": [str(resources)],
+            "webhook_secret": WEBHOOK_SECRET,
         },
     )
     config = load_config(config_path)

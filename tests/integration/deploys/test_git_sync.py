@@ -111,3 +111,82 @@ async def test_a_stack_deleted_by_a_deleting_sync_is_taken_down(
     await eventually(lambda: not running(f"{p}-gone"), within=60, interval=0.25)
     assert running(f"{p}-keep")
     await anyio.lowlevel.checkpoint()
+
+
+async def test_a_webhook_push_redeploys_the_touched_stack_only(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+    import hmac
+    import json
+    import time
+
+    import aiohttp
+    import anyio
+
+    from tests.integration.deploys.test_core_deploys import WEBHOOK_SECRET
+
+    p = docker_env.prefix
+    stacks = [
+        {"name": "one", "tier": "infrastructure", "mode": "compose"},
+        {"name": "two", "tier": "infrastructure", "mode": "compose"},
+    ]
+    repo = Repo(tmp_path / "repo")
+    key = core.periphery.keys.public.openssh_line()
+    text = resource_file(p, repo, key, stacks) + self_sync(repo)
+    repo.commit({**stack_files(stacks), "resources.toml": text})
+    core.resources.write_text(text)
+    applied = await core.sync()
+    assert (await core.wait_run(applied["run"]))["status"] == "succeeded"
+    status, plan = await core.call("POST", "/api/syncs/lab/plan")
+    await core.call("POST", "/api/syncs/lab/apply", {"plan_id": plan["id"]})
+
+    touched = "stacks/two/compose.yaml"
+    head = repo.commit({touched: stack_files(stacks)[touched] + "# touched by a push\n"})
+    body = json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "after": head,
+            "commits": [{"added": [], "removed": [], "modified": [touched]}],
+        }
+    ).encode()
+    signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+    async def post(data: bytes, **headers: str) -> tuple[int, float]:
+        async with aiohttp.ClientSession() as session:
+            started = time.monotonic()
+            async with session.post(
+                f"{core.url}/listener/github/sync/lab/sync",
+                data=data,
+                headers={"Content-Type": "application/json", **headers},
+            ) as response:
+                await response.read()
+                return response.status, time.monotonic() - started
+
+    assert (await post(body, **{"X-GitHub-Event": "push"}))[0] == 401  # unsigned
+    wrong = "sha256=" + "0" * 64
+    assert (await post(body, **{"X-Hub-Signature-256": wrong, "X-GitHub-Event": "push"}))[0] == 401
+    assert (await post(b"x" * (1024 * 1024 + 10), **{"X-GitHub-Event": "push"}))[0] == 413
+    ping = b'{"zen": "hi"}'
+    ping_sig = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), ping, hashlib.sha256).hexdigest()
+    assert (await post(ping, **{"X-Hub-Signature-256": ping_sig, "X-GitHub-Event": "ping"}))[
+        0
+    ] == 200
+
+    headers = {
+        "X-Hub-Signature-256": signature,
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "delivery-1",
+    }
+    status, took = await post(body, **headers)
+    assert status == 202 and took < 0.5, (status, took)  # answered at once, worked after
+    assert (await post(body, **headers))[0] == 200  # the same delivery again: not acted on
+
+    with anyio.fail_after(60):
+        while True:
+            status, stacks_now = await core.call("GET", "/api/stacks")
+            last = {s["name"]: s["last_deploy"] for s in stacks_now["stacks"]}
+            if last[f"{p}-two"]["commit"] == head and last[f"{p}-two"]["status"] == "healthy":
+                break
+            await anyio.sleep(0.2)
+    assert last[f"{p}-one"]["commit"] != head  # untouched: not redeployed

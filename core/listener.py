@@ -1,0 +1,188 @@
+"""The webhook listener: Komodo's ``/listener/...`` paths, answered at once, worked after.
+
+``sync`` hooks plan and apply the sync (then its deploys run); ``stack`` hooks deploy the stack
+when the push touched its files (or always, with ``webhook_force_deploy``); ``repo`` hooks move
+the repo's clone to the pushed commit. Pushes that land while a sync runs queue exactly one
+follow-up run, which reads the newest commit. See ``core.webhooks`` for the checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from aiohttp import web
+
+from core.app import STORE, SYNCS, error_response, json_response
+from core.exceptions import CoreError
+from core.plan.planner import tracked_files
+from core.resources.models import StackConfig
+from core.resources.variables import Values
+from core.webhooks import (
+    ACTIONS,
+    FORGES,
+    KINDS,
+    Deliveries,
+    delivery_of,
+    event_of,
+    parse_push,
+    verify,
+)
+
+if TYPE_CHECKING:
+    from core.runtime import CoreRuntime
+
+log = logging.getLogger(__name__)
+
+_RESOURCE_KIND = {"stack": "stack", "sync": "resource_sync", "repo": "repo"}
+
+
+class Listener:
+    def __init__(self, runtime: CoreRuntime) -> None:
+        self.runtime = runtime
+        self.deliveries = Deliveries()
+        self._sync_running: set[str] = set()
+        self._sync_again: set[str] = set()
+
+    def setup(self, app: web.Application) -> None:
+        app.router.add_post("/listener/{forge}/{kind}/{name}/{action}", self.handle)
+
+    def _values(self, stored: dict[tuple[str, str], Any]) -> Values:
+        variables = {
+            name: str(res.config.get("config", {}).get("value", ""))
+            for (kind, name), res in stored.items()
+            if kind == "variable" and not res.config.get("config", {}).get("is_secret")
+        }
+        return Values(variables, self.runtime.config.secrets)
+
+    def _secrets(self, cfg: dict[str, Any], values: Values) -> list[str]:
+        own = str(cfg.get("webhook_secret") or "")
+        if own:
+            try:
+                return [values.interpolate(own)]
+            except CoreError:
+                return []
+        config = self.runtime.config
+        return [s for s in (config.webhook_secret, *config.webhook_secrets) if s]
+
+    def _branch(self, kind: str, cfg: dict[str, Any], stored: dict[tuple[str, str], Any]) -> str:
+        linked = str(cfg.get("linked_repo") or "")
+        if kind != "repo" and linked and ("repo", linked) in stored:
+            repo_cfg = stored[("repo", linked)].config.get("config", {})
+            return str(repo_cfg.get("branch") or "main")
+        return str(cfg.get("branch") or "main")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        forge, kind = request.match_info["forge"], request.match_info["kind"]
+        name, action = request.match_info["name"], request.match_info["action"]
+        if forge not in FORGES or kind not in KINDS or action not in ACTIONS:
+            return error_response(404, "not_found", "no such listener path")
+        cap = self.runtime.config.max_body_bytes
+        if request.content_length is not None and request.content_length > cap:
+            return error_response(413, "body_too_large", f"webhook bodies are at most {cap} bytes")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > cap:
+                return error_response(
+                    413, "body_too_large", f"webhook bodies are at most {cap} bytes"
+                )
+            parts.append(chunk)
+        body = b"".join(parts)
+        stored = await anyio.to_thread.run_sync(request.app[STORE].resources)
+        resource = stored.get((_RESOURCE_KIND[kind], name))
+        cfg: dict[str, Any] = resource.config.get("config", {}) if resource is not None else {}
+        if not verify(forge, request.headers, body, self._secrets(cfg, self._values(stored))):
+            log.warning(
+                "webhook %s: bad or missing signature from %s", request.path, request.remote
+            )
+            return error_response(401, "unauthorized", "unauthorized")
+        event = event_of(forge, request.headers)
+        if event == "ping":
+            return json_response({"ok": True, "event": "ping"})
+        if event != "push":
+            return json_response({"ignored": f"event {event or '(none)'}"}, 202)
+        if resource is None:
+            return error_response(404, f"{kind}_not_found", f"no {kind} named {name!r} is applied")
+        if not self.deliveries.first_time(delivery_of(forge, request.headers), time.time()):
+            return json_response({"duplicate": True})
+        try:
+            push = parse_push(body)
+        except ValueError as exc:
+            return error_response(400, "bad_request", f"not a push event: {exc}")
+        branch = self._branch(kind, cfg, stored)
+        if push.branch != branch:
+            return json_response({"ignored": f"push to {push.branch!r}, not {branch!r}"}, 202)
+        tg = self.runtime.task_group
+        if tg is None:
+            return error_response(503, "unavailable", "the core is starting or stopping")
+        if kind == "sync":
+            tg.start_soon(self._sync, request.app, name, action != "refresh")
+        elif kind == "stack":
+            touched = _touches(cfg, push.changed)
+            if not (touched or cfg.get("webhook_force_deploy")) or action == "refresh":
+                return json_response({"ignored": "the push does not touch this stack"}, 202)
+            tg.start_soon(self._deploy, request.app, name, resource.sync)
+        else:
+            tg.start_soon(self._pull, name, cfg, push.after)
+        return json_response({"accepted": True, "commit": push.after}, 202)
+
+    async def _sync(self, app: web.Application, name: str, apply: bool) -> None:
+        if name in self._sync_running:
+            self._sync_again.add(name)  # one follow-up run, at whatever is newest then
+            return
+        self._sync_running.add(name)
+        try:
+            while True:
+                self._sync_again.discard(name)
+                try:
+                    plan = await anyio.to_thread.run_sync(app[SYNCS].plan, name)
+                    if apply and (plan.changes or plan.deploys):
+                        await anyio.to_thread.run_sync(app[SYNCS].apply, name, plan.id)
+                        await self.runtime.after_apply(app, name, plan)
+                except CoreError as exc:
+                    log.warning("webhook sync %s: %s", name, exc)
+                if name not in self._sync_again:
+                    break
+        finally:
+            self._sync_running.discard(name)
+
+    async def _deploy(self, app: web.Application, name: str, sync: str) -> None:
+        try:
+            rs, _ = await anyio.to_thread.run_sync(app[SYNCS].load, sync)
+            await self.runtime.deploys.start(rs, [name], f"webhook: deploy {name}")
+        except CoreError as exc:
+            log.warning("webhook deploy %s: %s", name, exc)
+
+    async def _pull(self, name: str, cfg: dict[str, Any], commit: str) -> None:
+        from protocol.messages import RepoSync
+
+        server, path, url = str(cfg.get("server", "")), str(cfg.get("path", "")), cfg.get("url")
+        if not (server and path and url and commit):
+            log.warning("webhook pull %s: the repo needs server, path and url", name)
+            return
+        try:
+            channel = await self.runtime.pool.channel(server, 15.0)
+            result, _ = await channel.request(RepoSync(url=str(url), commit=commit, path=path))
+        except Exception as exc:  # the channel's and the pool's errors alike
+            log.warning("webhook pull %s: %s", name, exc)
+            return
+        if result.error is not None:
+            log.warning("webhook pull %s: %s", name, result.error.message)
+
+
+def _touches(cfg: dict[str, Any], changed: tuple[str, ...]) -> bool:
+    import msgspec
+
+    stack = msgspec.convert(cfg, StackConfig)
+    files = set(tracked_files(stack))
+    run = posixpath.normpath(stack.run_directory or ".")
+    for path in (posixpath.normpath(p) for p in changed):
+        if path in files or (run != "." and path.startswith(run + "/")):
+            return True
+    return False
