@@ -9,6 +9,7 @@
     api_tokens_file = "/etc/stackward/tokens" # one token a line, '#' comments
     webhook_secret = "..."           # HMAC secret of the git webhooks
     webhook_secrets = ["..."]        # more valid at once, while one is rotated
+    poll_interval = 60               # seconds between looks at each git sync's branch; 0: never
     resources = ["/etc/stackward/resources.toml"]  # local files or directories loaded at start
     max_body_bytes = 1048576         # HTTP request bodies larger than this are refused
 
@@ -41,6 +42,7 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_tokens_file: str = ""
     webhook_secret: str = ""
     webhook_secrets: list[str] = msgspec.field(default_factory=list)  # more, while rotating
+    poll_interval: float = 60.0  # seconds between looks at each git sync's branch (jittered)
     resources: list[str] = msgspec.field(default_factory=list)
     secrets: dict[str, str] = msgspec.field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024
@@ -107,6 +109,8 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
         raise ConfigError(f'{file}: key "data_dir": must not be empty')
     if cfg.max_body_bytes < 1024:
         raise ConfigError(f'{file}: key "max_body_bytes": at least 1024')
+    if cfg.poll_interval < 0:
+        raise ConfigError(f'{file}: key "poll_interval": seconds, 0 (never) or more')
     tokens = list(cfg.api_tokens)
     tokens_file = rel(cfg.api_tokens_file)
     if tokens_file:

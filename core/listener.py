@@ -132,6 +132,32 @@ class Listener:
             tg.start_soon(self._pull, name, cfg, push.after)
         return json_response({"accepted": True, "commit": push.after}, 202)
 
+    async def poll(self, app: web.Application, interval: float) -> None:
+        """Look at every git-backed sync's branch every ``interval`` seconds (jittered ±20%);
+        a new head runs the sync, as a push would. Runs until cancelled."""
+        import random
+
+        from core.git import GitError, resolve_branch
+
+        rng = random.Random()
+        while True:
+            await anyio.sleep(interval * rng.uniform(0.8, 1.2))
+            stored = await anyio.to_thread.run_sync(app[STORE].resources)
+            for (kind, name), res in sorted(stored.items()):
+                cfg: dict[str, Any] = res.config.get("config", {})
+                if kind != "resource_sync" or cfg.get("files_on_host"):
+                    continue
+                try:
+                    url, branch = await anyio.to_thread.run_sync(app[SYNCS].repository_of, name)
+                    head = await resolve_branch(url, branch)
+                except (CoreError, GitError) as exc:
+                    log.info("poll %s: %s", name, exc)
+                    continue
+                last = await anyio.to_thread.run_sync(app[STORE].sync_commit, name)
+                if head != last:
+                    log.info("poll %s: %s is at %s (was %s)", name, branch, head[:12], last[:12])
+                    await self._sync(app, name, True)
+
     async def _sync(self, app: web.Application, name: str, apply: bool) -> None:
         if name in self._sync_running:
             self._sync_again.add(name)  # one follow-up run, at whatever is newest then

@@ -84,6 +84,8 @@ class CoreRuntime:
 
     def setup(self, app: web.Application) -> None:
         app[RUNTIME] = self
+        if self.config.poll_interval > 0:
+            app.on_startup.append(self._start_polling)
         app.router.add_get("/ws/periphery", self.pool.handle_dial_in)
         app.router.add_get("/api/stacks", self._list_stacks)
         app.router.add_get("/api/stacks/{name}", self._stack_status)
@@ -94,6 +96,10 @@ class CoreRuntime:
         app.router.add_get("/api/servers", self._servers)
         self.listener.setup(app)
         app[AFTER_APPLY] = self.after_apply
+
+    async def _start_polling(self, app: web.Application) -> None:
+        if self._tg is not None:
+            self._tg.start_soon(self.listener.poll, app, self.config.poll_interval)
 
     async def _deploy_stack(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -130,6 +130,13 @@ class SyncService:
             changed = ()
         return SyncSource(paths, sync_options(cfg), commit, changed)
 
+    def repository_of(self, name: str) -> tuple[str, str]:
+        """The URL and branch a git-backed sync reads."""
+        stored = self.store.resources().get(("resource_sync", name))
+        if stored is None:
+            raise SyncNotFound(f'no resource sync is named "{name}" in the applied state')
+        return self._sync_repo(name, stored.config.get("config", {}), None)
+
     def _sync_repo(
         self, name: str, cfg: dict[str, Any], local: ResourceSet | None
     ) -> tuple[str, str]:

@@ -94,7 +94,9 @@ def stack_files(stacks: list[dict[str, Any]]) -> dict[str, str]:
 
 
 @pytest.fixture
-async def core(tmp_path: Path, core_keys: KeyPair, periphery_factory) -> AsyncIterator[Core]:  # type: ignore[no-untyped-def]
+async def core(  # type: ignore[no-untyped-def]
+    request: pytest.FixtureRequest, tmp_path: Path, core_keys: KeyPair, periphery_factory
+) -> AsyncIterator[Core]:
     token = secrets.token_hex(8)
     resources = tmp_path / "resources.toml"
     resources.write_text("")
@@ -107,6 +109,8 @@ async def core(tmp_path: Path, core_keys: KeyPair, periphery_factory) -> AsyncIt
             "api_tokens": [token],
             "resources": [str(resources)],
             "webhook_secret": WEBHOOK_SECRET,
+            "poll_interval": 0,  # tests drive syncs themselves, unless they ask for polling
+            **getattr(request, "param", {}),
         },
     )
     config = load_config(config_path)

@@ -190,3 +190,34 @@ async def test_a_webhook_push_redeploys_the_touched_stack_only(
                 break
             await anyio.sleep(0.2)
     assert last[f"{p}-one"]["commit"] != head  # untouched: not redeployed
+
+
+@pytest.mark.parametrize("core", [{"poll_interval": 0.5}], indirect=True)
+async def test_polling_picks_up_a_push_with_no_webhook(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import anyio
+
+    p = docker_env.prefix
+    stacks = [
+        {"name": "one", "tier": "infrastructure", "mode": "compose"},
+        {"name": "two", "tier": "infrastructure", "mode": "compose"},
+    ]
+    repo = Repo(tmp_path / "repo")
+    key = core.periphery.keys.public.openssh_line()
+    text = resource_file(p, repo, key, stacks) + self_sync(repo)
+    repo.commit({**stack_files(stacks), "resources.toml": text})
+    core.resources.write_text(text)
+    applied = await core.sync()
+    assert (await core.wait_run(applied["run"]))["status"] == "succeeded"
+
+    touched = "stacks/one/compose.yaml"
+    head = repo.commit({touched: stack_files(stacks)[touched] + "# polled\n"})
+    with anyio.fail_after(60):
+        while True:
+            status, listing = await core.call("GET", "/api/stacks")
+            last = {s["name"]: s["last_deploy"] for s in listing["stacks"]}
+            if last[f"{p}-one"]["commit"] == head and last[f"{p}-one"]["status"] == "healthy":
+                break
+            await anyio.sleep(0.2)
+    assert last[f"{p}-two"]["commit"] != head
