@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -39,12 +40,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RESOURCE_KIND = {"stack": "stack", "sync": "resource_sync", "repo": "repo"}
+_VERDICTS = {
+    200: "answered",  # a ping, or a delivery seen before
+    202: "accepted",  # work started, or a push that does not concern the resource
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    413: "too_large",
+    503: "unavailable",
+}
 
 
 class Listener:
     def __init__(self, runtime: CoreRuntime) -> None:
         self.runtime = runtime
         self.deliveries = Deliveries()
+        self.verdicts: Counter[str] = Counter()  # by answer, for /metrics
         self._sync_running: set[str] = set()
         self._sync_again: set[str] = set()
 
@@ -77,6 +88,11 @@ class Listener:
         return str(cfg.get("branch") or "main")
 
     async def handle(self, request: web.Request) -> web.Response:
+        response = await self._handle(request)
+        self.verdicts[_VERDICTS.get(response.status, str(response.status))] += 1
+        return response
+
+    async def _handle(self, request: web.Request) -> web.Response:
         forge, kind = request.match_info["forge"], request.match_info["kind"]
         name, action = request.match_info["name"], request.match_info["action"]
         if forge not in FORGES or kind not in KINDS or action not in ACTIONS:

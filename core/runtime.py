@@ -29,6 +29,7 @@ from core.config import CoreConfig
 from core.deploy.service import DeployRefused, DeployService
 from core.exceptions import ConfigError, CoreError
 from core.listener import Listener
+from core.metrics import render as render_metrics
 from core.plan.models import Plan
 from core.pool import PeripheryPool, PoolSettings
 from core.store import Store
@@ -94,8 +95,20 @@ class CoreRuntime:
         app.router.add_get("/api/deploys/{id}", self._get_deploy)
         app.router.add_get("/api/deploys/{id}/log", self._get_log)
         app.router.add_get("/api/servers", self._servers)
+        app.router.add_get("/metrics", self._metrics)
         self.listener.setup(app)
         app[AFTER_APPLY] = self.after_apply
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        by_result, seconds = await anyio.to_thread.run_sync(self.deploys.records.finished_stats)
+        text = render_metrics(
+            deploys_by_result=by_result,
+            deploy_seconds=seconds,
+            peripheries_connected=len(self.pool.connected()),
+            peripheries_known=len(self.pool.known()),
+            webhooks_by_verdict=self.listener.verdicts,
+        )
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def _start_polling(self, app: web.Application) -> None:
         if self._tg is not None:

@@ -137,6 +137,24 @@ class DeployRecords:
         ]
         return out
 
+    def finished_stats(self) -> tuple[dict[str, int], list[float]]:
+        """Finished deploys by status, and the durations of those that started."""
+        with self.store.read() as db:
+            counts = dict(
+                db.execute(
+                    "SELECT status, COUNT(*) FROM deploys"
+                    " WHERE status NOT IN ('pending', 'running') GROUP BY status"
+                ).fetchall()
+            )
+            seconds = [
+                float(r[0])
+                for r in db.execute(
+                    "SELECT finished_at - started_at FROM deploys"
+                    " WHERE started_at IS NOT NULL AND finished_at IS NOT NULL"
+                )
+            ]
+        return {str(k): int(v) for k, v in counts.items()}, seconds
+
     def last_deploys(self) -> dict[str, dict[str, Any]]:
         """Each stack's newest deploy record (without steps)."""
         with self.store.read() as db:

@@ -191,6 +191,16 @@ async def test_a_webhook_push_redeploys_the_touched_stack_only(
             await anyio.sleep(0.2)
     assert last[f"{p}-one"]["commit"] != head  # untouched: not redeployed
 
+    async with aiohttp.ClientSession() as session:  # no token: Prometheus scrapes it plain
+        async with session.get(f"{core.url}/metrics") as response:
+            assert response.status == 200
+            metrics = (await response.text()).splitlines()
+    assert 'stackward_webhooks_total{verdict="unauthorized"} 2' in metrics
+    assert 'stackward_webhooks_total{verdict="too_large"} 1' in metrics
+    assert "stackward_peripheries_connected 1" in metrics
+    healthy = next(m for m in metrics if m.startswith('stackward_deploys_total{result="healthy"}'))
+    assert int(healthy.split()[-1]) >= 3
+
 
 @pytest.mark.parametrize("core", [{"poll_interval": 0.5}], indirect=True)
 async def test_polling_picks_up_a_push_with_no_webhook(
