@@ -33,9 +33,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.cli.demo_cmd import _free_port, _git, _healthz, _Process, _toml  # noqa: E402
+from core.cli.demo_cmd import (  # noqa: E402
+    _healthz,
+    _Process,
+    git_repository,
+    write_local_setup,
+)
 from core.cli.plan_cmd import _call  # noqa: E402
-from protocol.keys import PrivateKey  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "homelab"
 POLL = 0.25
@@ -160,48 +164,18 @@ def run_stackward(stacks: list[Stack], prefix: str, work: Path) -> float:
     for stack in stacks:  # the stacks' names (and the `after` lists naming them), prefixed
         resources = re.sub(rf'"{re.escape(stack.name)}"', f'"{prefix}-{stack.name}"', resources)
     (source / "stackward.toml").write_text(resources)
-    _git("init", "-q", "-b", "main", str(source), cwd=work)
-    _git("add", "-A", cwd=source)
-    _git("commit", "-q", "-m", "bench", cwd=source)
-    _git("clone", "-q", "--bare", str(source), str(bare), cwd=work)
-    core_key, agent_key = PrivateKey.generate(), PrivateKey.generate()
-    for name, key in (("core.key", core_key), ("agent.key", agent_key)):
-        (work / name).write_bytes(key.openssh_pem())
-        (work / name).chmod(0o600)
-    (work / "core.key.pub").write_text(core_key.public_key.openssh_line() + "\n")
-    port = _free_port()
-    url, token = f"http://127.0.0.1:{port}", "bench-token-" + "x" * 16
-    (work / "core.toml").write_text(
-        _toml(
-            {
-                "listen": f"127.0.0.1:{port}",
-                "data_dir": str(work / "data"),
-                "private_key": str(work / "core.key"),
-                "api_tokens": [token],
-                "resources": [str(source / "stackward.toml")],
-                "secrets": {
-                    "HOMELAB_REPO": f"file://{bare}",
-                    "MANAGER_PUBLIC_KEY": agent_key.public_key.openssh_line(),
-                },
-            }
-        )
+    git_repository(source, bare, "bench")
+    setup = write_local_setup(
+        work,
+        source / "stackward.toml",
+        bare,
+        token="bench-token-" + "x" * 16,
+        data_dir=work / "data",
+        reconnect=(0.1, 0.5),
     )
-    (work / "periphery.toml").write_text(
-        _toml(
-            {
-                "listen": "",
-                "private_key": str(work / "agent.key"),
-                "core_public_keys": [str(work / "core.key.pub")],
-                "root_directory": str(work / "agent"),
-                "core_address": f"ws://127.0.0.1:{port}",
-                "server_name": "manager",
-                "reconnect_initial_delay": 0.1,
-                "reconnect_max_delay": 0.5,
-            }
-        )
-    )
+    url, token = setup.url, setup.token
     me = [sys.executable, "-m", "core.cli"]
-    core = _Process("core", [*me, "core", "--config", str(work / "core.toml")], work / "core.log")
+    core = _Process("core", [*me, "core", "--config", str(setup.core_config)], work / "core.log")
     agent = None
     try:
         deadline = time.monotonic() + 30
@@ -211,7 +185,7 @@ def run_stackward(stacks: list[Stack], prefix: str, work: Path) -> float:
             time.sleep(0.05)
         agent = _Process(
             "periphery",
-            [*me, "periphery", "--config", str(work / "periphery.toml")],
+            [*me, "periphery", "--config", str(setup.periphery_config)],
             work / "periphery.log",
         )
         ns = argparse.Namespace(url=url, token=token)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,79 @@ def _remove_stacks(stacks: list[tuple[str, bool]]) -> None:
             _docker("network", "rm", f"{name}_default")
 
 
+@dataclass(frozen=True)
+class LocalSetup:
+    url: str
+    token: str
+    core_config: Path
+    periphery_config: Path
+
+
+def git_repository(source: Path, bare: Path, message: str) -> str:
+    """``source`` committed as a new repository on ``main``, cloned bare to ``bare``; the commit."""
+    work = source.parent
+    _git("init", "-q", "-b", "main", str(source), cwd=work)
+    _git("add", "-A", cwd=source)
+    _git("commit", "-q", "-m", message, cwd=source)
+    _git("clone", "-q", "--bare", str(source), str(bare), cwd=work)
+    return _git("rev-parse", "HEAD", cwd=source)
+
+
+def write_local_setup(
+    work: Path,
+    resources: Path,
+    bare: Path,
+    *,
+    token: str,
+    data_dir: Path,
+    extra_secrets: dict[str, str] | None = None,
+    reconnect: tuple[float, float] = (0.2, 1.0),
+) -> LocalSetup:
+    """Keys and configs in ``work`` for a core on a free loopback port and the manager's
+    periphery dialing it, deploying ``resources`` from the repository ``bare``."""
+    from protocol.keys import PrivateKey
+
+    core_key, agent_key = PrivateKey.generate("demo-core"), PrivateKey.generate("demo-manager")
+    for name, key in (("core.key", core_key), ("manager.key", agent_key)):
+        path = work / name
+        path.write_bytes(key.openssh_pem())
+        path.chmod(0o600)
+        path.with_name(name + ".pub").write_text(key.public_key.openssh_line() + "\n")
+    port = _free_port()
+    core_config, periphery_config = work / "core.toml", work / "periphery.toml"
+    core_config.write_text(
+        _toml(
+            {
+                "listen": f"127.0.0.1:{port}",
+                "data_dir": str(data_dir),
+                "private_key": str(work / "core.key"),
+                "api_tokens": [token],
+                "resources": [str(resources)],
+                "secrets": {
+                    "HOMELAB_REPO": f"file://{bare}",
+                    "MANAGER_PUBLIC_KEY": agent_key.public_key.openssh_line(),
+                    **(extra_secrets or {}),
+                },
+            }
+        )
+    )
+    periphery_config.write_text(
+        _toml(
+            {
+                "listen": "",
+                "private_key": str(work / "manager.key"),
+                "core_public_keys": [str(work / "core.key.pub")],
+                "root_directory": str(work / "agent"),
+                "core_address": f"ws://127.0.0.1:{port}",
+                "server_name": "manager",
+                "reconnect_initial_delay": reconnect[0],
+                "reconnect_max_delay": reconnect[1],
+            }
+        )
+    )
+    return LocalSetup(f"http://127.0.0.1:{port}", token, core_config, periphery_config)
+
+
 class _Process:
     """A child ``stackward`` process logging to a file in the work directory."""
 
@@ -180,7 +254,6 @@ def _wait(what: str, check: Any, process: _Process, time_limit: float = 30.0) ->
 def run(args: argparse.Namespace) -> int:
     from core.cli.follow import RunFollower
     from core.cli.plan_cmd import _call, _colors, _Failure
-    from protocol.keys import PrivateKey
 
     problem = _engine_problem()
     if problem:
@@ -200,52 +273,16 @@ def run(args: argparse.Namespace) -> int:
     shutil.rmtree(source, ignore_errors=True)
     shutil.rmtree(bare, ignore_errors=True)
     shutil.copytree(example, source)
-    _git("init", "-q", "-b", "main", str(source), cwd=work)
-    _git("add", "-A", cwd=source)
-    _git("commit", "-q", "-m", "homelab", cwd=source)
-    _git("clone", "-q", "--bare", str(source), str(bare), cwd=work)
-    commit = _git("rev-parse", "HEAD", cwd=source)
-
-    core_key, agent_key = PrivateKey.generate("demo-core"), PrivateKey.generate("demo-manager")
-    for name, key in (("core.key", core_key), ("manager.key", agent_key)):
-        path = work / name
-        path.write_bytes(key.openssh_pem())
-        path.chmod(0o600)
-        path.with_name(name + ".pub").write_text(key.public_key.openssh_line() + "\n")
-
-    port = _free_port()
-    token = secrets.token_urlsafe(24)
-    url = f"http://127.0.0.1:{port}"
-    (work / "core.toml").write_text(
-        _toml(
-            {
-                "listen": f"127.0.0.1:{port}",
-                "data_dir": str(work / "core-data"),
-                "private_key": str(work / "core.key"),
-                "api_tokens": [token],
-                "resources": [str(source / "stackward.toml")],
-                "secrets": {
-                    "HOMELAB_REPO": f"file://{bare}",
-                    "MANAGER_PUBLIC_KEY": agent_key.public_key.openssh_line(),
-                    "HOMELAB_CLONE": str(work / "clone" / "homelab"),
-                },
-            }
-        )
+    commit = git_repository(source, bare, "homelab")
+    setup = write_local_setup(
+        work,
+        source / "stackward.toml",
+        bare,
+        token=secrets.token_urlsafe(24),
+        data_dir=work / "core-data",
+        extra_secrets={"HOMELAB_CLONE": str(work / "clone" / "homelab")},
     )
-    (work / "periphery.toml").write_text(
-        _toml(
-            {
-                "listen": "",
-                "private_key": str(work / "manager.key"),
-                "core_public_keys": [str(work / "core.key.pub")],
-                "root_directory": str(work / "agent"),
-                "core_address": f"ws://127.0.0.1:{port}",
-                "server_name": "manager",
-                "reconnect_initial_delay": 0.2,
-                "reconnect_max_delay": 1.0,
-            }
-        )
-    )
+    url, token = setup.url, setup.token
     stacks = _stack_names(source / "stackward.toml")
     me = [sys.executable, "-m", "core.cli"]
     env_note = f"STACKWARD_URL={url} STACKWARD_TOKEN={token}"
@@ -258,13 +295,13 @@ def run(args: argparse.Namespace) -> int:
     code = 1
     try:
         core = _Process(
-            "core", [*me, "core", "--config", str(work / "core.toml")], work / "core.log"
+            "core", [*me, "core", "--config", str(setup.core_config)], work / "core.log"
         )
         processes.append(core)
         _wait("starting", lambda: _healthz(url), core)
         agent = _Process(
             "periphery",
-            [*me, "periphery", "--config", str(work / "periphery.toml")],
+            [*me, "periphery", "--config", str(setup.periphery_config)],
             work / "periphery.log",
         )
         processes.append(agent)

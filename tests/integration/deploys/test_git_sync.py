@@ -15,29 +15,42 @@ pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 __all__ = ["core"]
 
 
-def self_sync(repo: Repo) -> str:
+def self_sync() -> str:
     return (
         '\n[[resource_sync]]\nname = "lab"\n[resource_sync.config]\nlinked_repo = "lab"\n'
         'resource_path = ["resources.toml"]\n'
     )
 
 
-async def test_a_push_redeploys_only_the_stack_it_touches(
-    core: Core, docker_env, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    p = docker_env.prefix
-    stacks = [
-        {"name": "one", "tier": "infrastructure", "mode": "compose"},
-        {"name": "two", "tier": "infrastructure", "mode": "compose"},
-    ]
+TWO = [
+    {"name": "one", "tier": "infrastructure", "mode": "compose"},
+    {"name": "two", "tier": "infrastructure", "mode": "compose"},
+]
+
+
+async def start_lab(
+    core: Core, prefix: str, tmp_path: Path, stacks: list[dict[str, str]], sync_text: str = ""
+) -> tuple[Repo, str, str, str]:
+    """A repository holding the stacks and a resource file that names its own sync ``lab``;
+    the core applies it from a local copy and the first deploys end healthy.
+    Returns the repo, the periphery's key line, the resource file and its commit."""
     repo = Repo(tmp_path / "repo")
     key = core.periphery.keys.public.openssh_line()
-    text = resource_file(p, repo, key, stacks) + self_sync(repo)
-    first = repo.commit({**stack_files(stacks), "resources.toml": text})
+    text = resource_file(prefix, repo, key, stacks) + (sync_text or self_sync())
+    commit = repo.commit({**stack_files(stacks), "resources.toml": text})
     # The core starts from a local file naming the sync; the sync takes over from there.
     core.resources.write_text(text)
     applied = await core.sync()
     assert (await core.wait_run(applied["run"]))["status"] == "succeeded"
+    return repo, key, text, commit
+
+
+async def test_a_push_redeploys_only_the_stack_it_touches(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    p = docker_env.prefix
+    stacks = TWO
+    repo, key, text, first = await start_lab(core, p, tmp_path, stacks)
 
     status, plan = await core.call("POST", "/api/syncs/lab/plan")
     assert status == 201, plan
@@ -79,17 +92,11 @@ async def test_a_stack_deleted_by_a_deleting_sync_is_taken_down(
         {"name": "keep", "tier": "infrastructure", "mode": "compose"},
         {"name": "gone", "tier": "infrastructure", "mode": "compose"},
     ]
-    repo = Repo(tmp_path / "repo")
-    key = core.periphery.keys.public.openssh_line()
-    deleting = self_sync(repo).replace(
+    deleting = self_sync().replace(
         'resource_path = ["resources.toml"]\n',
         'resource_path = ["resources.toml"]\ndelete = true\n',
     )
-    text = resource_file(p, repo, key, stacks) + deleting
-    repo.commit({**stack_files(stacks), "resources.toml": text})
-    core.resources.write_text(text)
-    applied = await core.sync()
-    assert (await core.wait_run(applied["run"]))["status"] == "succeeded"
+    repo, key, _, _ = await start_lab(core, p, tmp_path, stacks, deleting)
     status, plan = await core.call("POST", "/api/syncs/lab/plan")
     await core.call("POST", "/api/syncs/lab/apply", {"plan_id": plan["id"]})
 
@@ -127,17 +134,8 @@ async def test_a_webhook_push_redeploys_the_touched_stack_only(
     from tests.integration.deploys.test_core_deploys import WEBHOOK_SECRET
 
     p = docker_env.prefix
-    stacks = [
-        {"name": "one", "tier": "infrastructure", "mode": "compose"},
-        {"name": "two", "tier": "infrastructure", "mode": "compose"},
-    ]
-    repo = Repo(tmp_path / "repo")
-    key = core.periphery.keys.public.openssh_line()
-    text = resource_file(p, repo, key, stacks) + self_sync(repo)
-    repo.commit({**stack_files(stacks), "resources.toml": text})
-    core.resources.write_text(text)
-    applied = await core.sync()
-    assert (await core.wait_run(applied["run"]))["status"] == "succeeded"
+    stacks = TWO
+    repo, _, _, _ = await start_lab(core, p, tmp_path, stacks)
     status, plan = await core.call("POST", "/api/syncs/lab/plan")
     await core.call("POST", "/api/syncs/lab/apply", {"plan_id": plan["id"]})
 
@@ -209,17 +207,8 @@ async def test_polling_picks_up_a_push_with_no_webhook(
     import anyio
 
     p = docker_env.prefix
-    stacks = [
-        {"name": "one", "tier": "infrastructure", "mode": "compose"},
-        {"name": "two", "tier": "infrastructure", "mode": "compose"},
-    ]
-    repo = Repo(tmp_path / "repo")
-    key = core.periphery.keys.public.openssh_line()
-    text = resource_file(p, repo, key, stacks) + self_sync(repo)
-    repo.commit({**stack_files(stacks), "resources.toml": text})
-    core.resources.write_text(text)
-    applied = await core.sync()
-    assert (await core.wait_run(applied["run"]))["status"] == "succeeded"
+    stacks = TWO
+    repo, _, _, _ = await start_lab(core, p, tmp_path, stacks)
 
     touched = "stacks/one/compose.yaml"
     head = repo.commit({touched: stack_files(stacks)[touched] + "# polled\n"})
