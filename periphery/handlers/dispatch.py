@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from periphery.config import LoadedConfig
-from periphery.handlers import health, run
+from periphery.handlers import docker_events, health, run
 from protocol.messages import (
     Checkout,
     Command,
@@ -21,6 +21,7 @@ from protocol.messages import (
     SwarmDeploy,
     SwarmRemove,
     WaitHealthy,
+    WatchDocker,
 )
 
 if TYPE_CHECKING:
@@ -75,3 +76,5 @@ class Dispatcher:
                 return await self.deploy.handle(command, out)
             case StackState():
                 return await self.deploy.stack_state(command, out)
+            case WatchDocker():
+                return await docker_events.handle(command, out)
