@@ -243,8 +243,8 @@ class DriftWatch:
         if info is None:
             return
         st = self._state(stack)
-        if st.busy or now < st.quiet_until:
-            return
+        if st.busy:
+            return  # the deploy's own doing; its health gate judges the outcome
         trigger = triage(
             data["type"],
             data["action"],
@@ -254,9 +254,11 @@ class DriftWatch:
         )
         if trigger is None:
             return
-        if trigger.at_once:
+        if trigger.at_once and now >= st.quiet_until:
             await self._drift(info, trigger.reason, trigger.detail, [trigger.service])
             return
+        # Just after a deploy, even a removal may be its doing: look at the state once the
+        # quiet period is over instead.
         if trigger.reason != "recovered":
             st.reasons.append(trigger)
         elif st.healthy is not False:
@@ -268,10 +270,13 @@ class DriftWatch:
     async def _check_later(self, info: StackInfo) -> None:
         st = self._state(info.name)
         try:
-            await anyio.sleep(self.grace)
-            if st.busy or time.monotonic() < st.quiet_until:
+            await anyio.sleep(max(self.grace, st.quiet_until - time.monotonic()))
+            if st.busy:
                 return
             healthy, detail, services = await self._stack_state(info)
+            log.info(
+                "drift: %s after the grace period: healthy=%s (%s)", info.name, healthy, detail
+            )
             reasons, st.reasons = st.reasons, []
             self._health(info.name, healthy, detail)
             if not healthy and reasons:

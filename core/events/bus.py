@@ -143,6 +143,7 @@ class Subscription:
         self.since = since
         self._snapshot = snapshot
         self.expired: tuple[int, int] | None = None  # ids pruned before they could be replayed
+        self.live_from = bus.last_id  # the last id before the subscriber's queue starts
 
     def __enter__(self) -> Subscription:
         return self

@@ -17,7 +17,8 @@ the core's ``event_origins``. Failures: 401 before the upgrade, close code 4401 
 
 Messages besides events, with a ``control`` key instead of an ``id``::
 
-    {"control": "live", "last": ID}                 the replay is done; events from here are live
+    {"control": "live", "last": ID}                 first (after the replay, if any): events
+                                                    after ID follow, live
     {"control": "lagged", "first": A, "last": B, "count": N}   missed; resume with since=A-1
     {"control": "expired", "first": A, "last": B}   pruned by retention before it could replay
 """
@@ -188,14 +189,12 @@ class EventStream:
                 else:
                     await ws.send_frame(_json.encode(message), WSMsgType.TEXT)
 
-        replayed = False
         async for batch in sub.replay():
-            replayed = True
             await send(batch)
         if sub.expired is not None:
             await control({"control": "expired", "first": sub.expired[0], "last": sub.expired[1]})
-        if sub.since is not None or replayed:
-            await control({"control": "live", "last": self.bus.last_id})
+        # Always: a client that started without ``since`` learns where it stands.
+        await control({"control": "live", "last": sub.live_from})
         subscriber: Subscriber = sub.subscriber
         while True:
             if subscriber.overflowed:
