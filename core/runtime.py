@@ -332,12 +332,20 @@ class CoreRuntime:
             self._tg.start_soon(self._take_down, [c.name for c in deleted], plan)
             out["removed"] = [c.name for c in deleted]
         if plan.deploys:
-            rs, _ = await anyio.to_thread.run_sync(app[SYNCS].load, sync)
+            syncs = app[SYNCS]
+            rs, _ = await anyio.to_thread.run_sync(syncs.load, sync, plan.commit or "")
+            heads: dict[tuple[str, str], str] = {}
+            if plan.commit:  # stacks from the sync's own repository deploy the planned commit
+                try:
+                    heads[await anyio.to_thread.run_sync(syncs.repository_of, sync)] = plan.commit
+                except CoreError:
+                    pass
             try:
                 out["run"] = await self.deploys.start(
-                    rs, [d.stack for d in plan.deploys], f"apply {plan.id}"
+                    rs, [d.stack for d in plan.deploys], f"apply {plan.id}", heads=heads
                 )
             except DeployRefused as exc:
+                log.warning("sync %s: plan %s: the deploys did not start: %s", sync, plan.id, exc)
                 out["deploy_error"] = str(exc)
         return out
 
