@@ -109,6 +109,13 @@ def register(sub: Any) -> None:
         " (an offline host; with --system-site-packages)",
     )
     where.add_argument(
+        "--tls-cert",
+        default="",
+        metavar="FILE",
+        help="certificate on the host: the agent serves wss:// (with --tls-key)",
+    )
+    where.add_argument("--tls-key", default="", metavar="FILE", help="its private key on the host")
+    where.add_argument(
         "--service",
         default=None,
         metavar="UNIT",
@@ -147,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
             no_deps=args.no_deps,
             sudo=args.sudo,
             service=args.service or hostspec.DEFAULT_SERVICE,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
         )
         fingerprint = args.host_key_fingerprint.strip()
         if fingerprint and not fingerprint.startswith("SHA256:"):

@@ -99,6 +99,8 @@ class InstallSpec:
     no_deps: bool = False
     sudo: bool = False
     service: str = DEFAULT_SERVICE
+    tls_cert: str = ""  # paths on the host; both set: the agent serves wss://
+    tls_key: str = ""
     ready_timeout: float = READY_TIMEOUT
 
     def __post_init__(self) -> None:
@@ -113,6 +115,11 @@ class InstallSpec:
                 raise HostInstallError(
                     f"{flag} {path!r}: an absolute path of letters, digits and . _ - + @ /"
                 )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise HostInstallError("--tls-cert and --tls-key: give both or neither")
+        for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            if path and not _PATH.match(path):
+                raise HostInstallError(f"{flag} {path!r}: an absolute path on the host")
         if not _NAME.match(self.service):
             raise HostInstallError(f"--service {self.service!r}: not a valid unit name")
         if not self.python or any(c.isspace() for c in self.python):
@@ -157,7 +164,8 @@ class InstallSpec:
         if self.address:
             return self.address
         host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
-        return f"ws://{host}:{_listen_port(self.listen)}/ws"
+        scheme = "wss" if self.tls_cert else "ws"
+        return f"{scheme}://{host}:{_listen_port(self.listen)}/ws"
 
 
 def toml_string(value: str) -> str:
@@ -174,6 +182,11 @@ def render_periphery_toml(spec: InstallSpec) -> str:
         f"private_key = {toml_string(spec.key_path)}\n"
         f"core_public_keys = [\n{keys},\n]\n"
         f"root_directory = {toml_string(spec.root_directory)}\n"
+        + (
+            f"tls_cert = {toml_string(spec.tls_cert)}\ntls_key = {toml_string(spec.tls_key)}\n"
+            if spec.tls_cert
+            else ""
+        )
     )
 
 

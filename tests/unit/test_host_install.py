@@ -93,6 +93,8 @@ def test_bad_targets_are_refused_with_the_reason(url: str, says: str) -> None:
         ({"listen": "8120"}, "--listen"),
         ({"address": "https://nas:8120"}, "--address"),
         ({"python": "python3 -I"}, "--python"),
+        ({"tls_cert": "/etc/stackward/tls.crt"}, "--tls-cert and --tls-key"),
+        ({"tls_cert": "tls.crt", "tls_key": "tls.key"}, "--tls-cert"),
     ],
 )
 def test_bad_settings_are_refused(changes: dict[str, object], says: str) -> None:
@@ -106,6 +108,9 @@ def test_the_core_dials_the_ssh_host_on_the_listen_port_unless_told() -> None:
     ipv6 = spec(target=SshTarget("a", "fd00::7"))
     assert ipv6.core_address == "ws://[fd00::7]:8120/ws"
     assert spec(address="wss://nas.example:443/ws").core_address == "wss://nas.example:443/ws"
+    tls = spec(tls_cert="/etc/stackward/tls.crt", tls_key="/etc/stackward/tls.key")
+    assert tls.core_address == "wss://nas.lan:8120/ws"
+    assert 'tls_cert = "/etc/stackward/tls.crt"' in render_periphery_toml(tls)
 
 
 def test_the_rendered_config_loads_in_the_agent(tmp_path: Path) -> None:
