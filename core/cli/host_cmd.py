@@ -198,11 +198,11 @@ async def _install(args: argparse.Namespace, spec: Any, fingerprint: str) -> int
     result = await install(spec, options, wheel, say)
     key = result.public_key
     say(f"stackward: the agent runs ({result.service}); its key is {key.fingerprint()}")
+    if args.server_file is None:
+        say("stackward: add this block to the core's resources, then apply:")
+    print(result.server_block, end="", flush=True)  # first: a failed write must not lose it
     if args.server_file is not None:
         _write_server_file(args.server_file, spec.name, result.server_block, say)
-    else:
-        say("stackward: add this block to the core's resources, then apply:")
-    print(result.server_block, end="")
     return 0
 
 

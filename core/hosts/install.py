@@ -100,7 +100,7 @@ def _untrusted_message(spec: InstallSpec, options: SshOptions, offered: list[str
         + (
             "; it does not match --host-key-fingerprint"
             if options.host_key_fingerprint
-            else f"; it is not in {where}"
+            else f"; no key for this host in {where} matches it"
         )
         + ". Check the key on the host itself (ssh-keygen -lf"
         " /etc/ssh/ssh_host_ed25519_key.pub), then either pass --host-key-fingerprint"

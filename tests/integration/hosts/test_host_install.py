@@ -211,6 +211,11 @@ def test_an_unknown_or_mismatched_host_key_is_refused(ssh_host: SshHost, tmp_pat
         core_pub, "h2", "--known-hosts", str(empty), "--host-key-fingerprint", other
     )
     assert wrong.returncode == 255 and "does not match" in wrong.stderr, wrong.stderr
+    changed = tmp_path / "changed_known_hosts"
+    impostor = PrivateKey.generate().public_key.openssh_line()
+    changed.write_text(f"[{ssh_host.host.address}]:{ssh_host.port} {impostor}\n")
+    moved = ssh_host.install(core_pub, "h2", "--known-hosts", str(changed))
+    assert moved.returncode == 255 and "no key for this host" in moved.stderr, moved.stderr
     assert not ssh_host.directory.exists()  # nothing reached the host
 
 
