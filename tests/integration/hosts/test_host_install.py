@@ -261,11 +261,14 @@ class Core:
         return {s["name"]: s for s in body["servers"]}
 
     async def wait_connected(self, name: str, within: float = 30) -> dict[str, Any]:
-        with anyio.fail_after(within):
-            # the state lives in the core's pool; /api/servers is how a user sees it
+        """Poll /api/servers (the state lives in the core's pool) until ``name`` is connected."""
+        server: dict[str, Any] = {}
+        with anyio.move_on_after(within):
             while not (server := (await self.servers()).get(name, {})).get("connected"):  # noqa: ASYNC110
                 await anyio.sleep(0.2)
-        return server
+            return server
+        status, body = await self.call("GET", "/api/servers")
+        raise AssertionError(f"{name} not connected within {within}s: {status} {body}")
 
 
 @pytest.fixture
