@@ -52,12 +52,27 @@ def endpoints_from_store(
         except (BadKey, CoreError) as exc:  # a malformed key, or [[NAME]] unknown
             problems.append(f"server {name!r}: public_key unusable: {exc}")
             continue
-        address = str(cfg.get("address", "")).strip()
-        if address and not address.startswith(("ws://", "wss://")):
-            address = f"wss://{address}" if ":" in address else f"wss://{address}:8120"
-        if address and not address.rstrip("/").endswith("/ws"):
-            address = address.rstrip("/") + "/ws"
+        address = dial_url(str(cfg.get("address", "")))
         endpoints.append(ServerEndpoint(name=name, public_key=key, address=address))
     for problem in problems:
         log.warning("%s", problem)
     return endpoints, problems
+
+
+def dial_url(address: str) -> str:
+    """The websocket URL for a server's ``address``: Komodo's ``https://HOST:8120`` becomes
+    ``wss://HOST:8120/ws`` (``http://`` becomes ``ws://``), a bare ``HOST[:PORT]`` is
+    ``wss://`` on port 8120 by default, and ``/ws`` is added when the path is missing."""
+    address = address.strip()
+    if not address:
+        return ""
+    for http, ws in (("http://", "ws://"), ("https://", "wss://")):
+        if address.startswith(http):
+            address = ws + address[len(http) :]
+    if not address.startswith(("ws://", "wss://")):
+        host_port = address.split("/", 1)[0]
+        has_port = host_port.rpartition(":")[2].isdigit() and not host_port.endswith("]")
+        address = f"wss://{address}" if has_port else f"wss://{address}:8120"
+    if not address.rstrip("/").endswith("/ws"):
+        address = address.rstrip("/") + "/ws"
+    return address
