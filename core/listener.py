@@ -128,6 +128,8 @@ class Listener:
                 "webhook %s: bad or missing signature from %s", request.path, request.remote
             )
             return error_response(401, "unauthorized", "unauthorized")
+        if resource is not None and cfg.get("webhook_enabled") is False:
+            return error_response(404, "webhook_off", f"webhook_enabled is false for {name!r}")
         event = event_of(forge, request.headers)
         delivery = delivery_of(forge, request.headers)
 

@@ -199,6 +199,18 @@ async def test_a_webhook_push_redeploys_the_touched_stack_only(
     healthy = next(m for m in metrics if m.startswith('stackward_deploys_total{result="healthy"}'))
     assert int(healthy.split()[-1]) >= 3
 
+    # On the event stream (replayed from the store): the ping, the push, the duplicate, what
+    # the push changed (with the fetch timed on its own), and nothing for the bad requests.
+    from tests.support.events import watch
+
+    async with watch(core.url, core.token, "since=0&kind=webhook,change") as w:
+        await w.wait(lambda e: e["kind"] == "change.detected" and e["data"]["commit"] == head)
+        hooks = [e["data"] for e in w.of("webhook.accepted")]
+        assert [h["outcome"] for h in hooks] == ["ping", "sync", "duplicate"]
+        assert hooks[1]["delivery"] == "delivery-1" and hooks[1]["commit"] == head
+        change = w.of("change.detected", "sync:lab")[-1]["data"]
+        assert change["source"] == "webhook" and change["fetch_ms"] > 0
+
 
 @pytest.mark.parametrize("core", [{"poll_interval": 0.5}], indirect=True)
 async def test_polling_picks_up_a_push_with_no_webhook(
