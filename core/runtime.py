@@ -41,6 +41,7 @@ from core.listener import Listener
 from core.metrics import render as render_metrics
 from core.plan.models import Plan
 from core.plan.service import SyncService
+from core.poller import Poller
 from core.pool import PeripheryPool, PoolSettings
 from core.store import Store
 from protocol.exceptions import ChannelError
@@ -69,6 +70,7 @@ class CoreRuntime:
         self.pool.on_lost = self._on_lost
         self.deploys = DeployService(config, store, self.pool, events=self.events)
         self.listener = Listener(self)
+        self.poller = Poller(self)
         self.drift = DriftWatch(self)
         self._tg: anyio.abc.TaskGroup | None = None
         self._app: web.Application | None = None
@@ -189,7 +191,7 @@ class CoreRuntime:
 
     async def _start_polling(self, app: web.Application) -> None:
         if self._tg is not None:
-            self._tg.start_soon(self.listener.poll, app, self.config.poll_interval)
+            self._tg.start_soon(self.poller.run, app, self.config.poll_interval)
 
     async def _deploy_stack(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
