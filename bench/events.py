@@ -149,20 +149,9 @@ def core_config(tmp: Path, **extra: Any) -> Any:
 
 
 async def start_core(tg: anyio.abc.TaskGroup, config: Any) -> tuple[int, web.Application]:
-    from core.server import serve
+    from tests.support.core_server import start_core as start
 
-    apps: list[web.Application] = []
-    ports: list[int] = []
-    ready = anyio.Event()
-
-    def started(port: int) -> None:
-        ports.append(port)
-        ready.set()
-
-    tg.start_soon(lambda: serve(config, setup=[apps.append], started=started))
-    with anyio.fail_after(20):
-        await ready.wait()
-    return ports[0], apps[0]
+    return await start(tg, config)
 
 
 def payload(i: int) -> Any:

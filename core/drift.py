@@ -280,6 +280,20 @@ class DriftWatch:
             st.check_pending = True
             self._tg.start_soon(self._check_later, info)
 
+    def sweep(self, server: str) -> None:
+        """A server (re)connected: what changed while it was away has sent no event, so look
+        at each of its stacks once the grace period is over."""
+        for info in self.managed.by_name.values():
+            if server not in info.servers[:1] and not (info.swarm and server in info.servers):
+                continue
+            st = self._state(info.name)
+            st.reasons.append(
+                Trigger("unhealthy", f"not healthy when {server} came back", "", False)
+            )
+            if not st.check_pending and self._tg is not None:
+                st.check_pending = True
+                self._tg.start_soon(self._check_later, info)
+
     async def _check_later(self, info: StackInfo) -> None:
         st = self._state(info.name)
         try:

@@ -117,6 +117,7 @@ class CoreRuntime:
             f"server:{server}",
             PeripheryConnected(server=server, key=peer.public_key.fingerprint()),
         )
+        self.drift.sweep(server)
 
         def on_events(frame: DockerEvents) -> None:
             for ev in frame.events:

@@ -14,13 +14,12 @@ import aiohttp
 import anyio
 import msgspec
 import pytest
-from aiohttp import web
 
 from core.app import EVENTS
 from core.config import load_config
 from core.events.bus import EventBus
 from core.events.model import DeployOutput, Kind
-from core.server import serve
+from tests.support.core_server import start_core
 from tests.support.processes import write_toml
 
 pytestmark = pytest.mark.anyio
@@ -66,19 +65,9 @@ async def core(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
             },
         )
     )
-    apps: list[web.Application] = []
-    ports: list[int] = []
     async with anyio.create_task_group() as tg:
-        ready = anyio.Event()
-
-        def started(port: int) -> None:
-            ports.append(port)
-            ready.set()
-
-        tg.start_soon(lambda: serve(config, setup=[apps.append], started=started))
-        with anyio.fail_after(10):
-            await ready.wait()
-        yield Core(f"http://127.0.0.1:{ports[0]}", apps[0][EVENTS])
+        port, app = await start_core(tg, config)
+        yield Core(f"http://127.0.0.1:{port}", app[EVENTS])
         tg.cancel_scope.cancel()
 
 

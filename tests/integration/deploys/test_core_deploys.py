@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from core.config import load_config
-from core.server import serve
+from tests.support.core_server import CoreClient, start_core
 from tests.support.homelab import COMPOSE_STACK, IMAGE, SWARM_STACK, Repo
 from tests.support.processes import KeyPair, Periphery, toml_value, write_toml
 
@@ -23,37 +23,9 @@ WEBHOOK_SECRET = "webhook-secret-for-tests"
 
 
 @dataclass
-class Core:
-    url: str
-    token: str
+class Core(CoreClient):
     periphery: Periphery
     resources: Path
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as session:
-            async with session.request(
-                method,
-                self.url + path,
-                json=body,
-                headers={"Authorization": f"Bearer {self.token}"},
-            ) as response:
-                return response.status, await response.json()
-
-    async def sync(self) -> dict[str, Any]:
-        status, plan = await self.call("POST", "/api/syncs/local/plan")
-        assert status == 201, plan
-        status, applied = await self.call("POST", "/api/syncs/local/apply", {"plan_id": plan["id"]})
-        assert status == 200, applied
-        return applied
-
-    async def wait_run(self, run_id: int, within: float = 120) -> dict[str, Any]:
-        with anyio.fail_after(within):
-            while True:
-                status, run = await self.call("GET", f"/api/runs/{run_id}")
-                assert status == 200, run
-                if run["status"] != "running":
-                    return run
-                await anyio.sleep(0.2)
 
 
 def resource_file(prefix: str, repo: Repo, key_line: str, stacks: list[dict[str, Any]]) -> str:
@@ -116,27 +88,18 @@ async def core(  # type: ignore[no-untyped-def]
         },
     )
     config = load_config(config_path)
-    ports: list[int] = []
     async with anyio.create_task_group() as tg:
-        ready = anyio.Event()
-
-        def started(port: int) -> None:
-            ports.append(port)
-            ready.set()
-
-        tg.start_soon(lambda: serve(config, started=started))
-        with anyio.fail_after(10):
-            await ready.wait()
+        port, _ = await start_core(tg, config)
         periphery = periphery_factory.make(
             "agent",
             listen="",
-            core_address=f"ws://127.0.0.1:{ports[0]}",
+            core_address=f"ws://127.0.0.1:{port}",
             server_name="manager",
             reconnect_initial_delay=0.1,
             reconnect_max_delay=0.5,
         )
         await anyio.to_thread.run_sync(periphery.start_and_wait)
-        yield Core(f"http://127.0.0.1:{ports[0]}", token, periphery, resources)
+        yield Core(f"http://127.0.0.1:{port}", token, periphery, resources)
         tg.cancel_scope.cancel()
 
 

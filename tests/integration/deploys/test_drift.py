@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import aiohttp
+import anyio
 import pytest
 
 from tests.integration.deploys.test_core_deploys import Core, core, resource_file, stack_files
@@ -171,5 +172,21 @@ async def test_deploys_on_the_stream_and_drift_by_hand(
             )
             assert scaled["data"]["reason"] == "changed"
             assert "1 → 2" in scaled["data"]["detail"], scaled
+
+            # Killed while its periphery was away (no event can tell): seen when it is back.
+            core.periphery.stop()
+            docker_env.docker("kill", container_of(docker_env, f"{p}-heal"))
+            await anyio.to_thread.run_sync(core.periphery.start_and_wait)
+            back = await w.wait(
+                lambda e: (
+                    e["kind"] == "drift"
+                    and e["resource"] == f"stack:{p}-heal"
+                    and e["id"] > healed["id"]
+                ),
+                within=30,
+                what="drift of heal after the periphery came back",
+            )
+            assert "came back" in back["data"]["detail"] and back["data"]["action"] == "redeploy"
+            assert w.of("periphery.lost", "server:manager")
     finally:
         stuck.close()

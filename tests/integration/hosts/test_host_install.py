@@ -23,15 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 import pytest
 
 from core.config import load_config
-from core.server import serve
 from protocol.keys import PrivateKey, parse_private_key, parse_public_key
 from tests.engine.fixtures import docker
 from tests.engine.second_host import SecondHost
+from tests.support.core_server import CoreClient, start_core
 from tests.support.homelab import COMPOSE_STACK, IMAGE, Repo
 from tests.support.processes import (
     REPO,
@@ -223,37 +222,9 @@ def test_an_unknown_or_mismatched_host_key_is_refused(ssh_host: SshHost, tmp_pat
 
 
 @dataclass
-class Core:
-    url: str
-    token: str
+class Core(CoreClient):
     manager_key: str  # the manager periphery's public key line
     resources: Path  # a directory: main.toml, servers/*.toml
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as session:
-            async with session.request(
-                method,
-                self.url + path,
-                json=body,
-                headers={"Authorization": f"Bearer {self.token}"},
-            ) as response:
-                return response.status, await response.json()
-
-    async def sync(self) -> dict[str, Any]:
-        status, plan = await self.call("POST", "/api/syncs/local/plan")
-        assert status == 201, plan
-        status, applied = await self.call("POST", "/api/syncs/local/apply", {"plan_id": plan["id"]})
-        assert status == 200, applied
-        return applied
-
-    async def wait_run(self, run_id: int, within: float = 90) -> dict[str, Any]:
-        with anyio.fail_after(within):
-            while True:
-                status, run = await self.call("GET", f"/api/runs/{run_id}")
-                assert status == 200, run
-                if run["status"] != "running":
-                    return run
-                await anyio.sleep(0.2)
 
     async def servers(self) -> dict[str, Any]:
         status, body = await self.call("GET", "/api/servers")
@@ -292,29 +263,18 @@ async def core(  # type: ignore[no-untyped-def]
             },
         )
     )
-    ports: list[int] = []
     async with anyio.create_task_group() as tg:
-        ready = anyio.Event()
-
-        def started(port: int) -> None:
-            ports.append(port)
-            ready.set()
-
-        tg.start_soon(lambda: serve(config, started=started))
-        with anyio.fail_after(10):
-            await ready.wait()
+        port, _ = await start_core(tg, config)
         manager = periphery_factory.make(
             "manager",
             listen="",
-            core_address=f"ws://127.0.0.1:{ports[0]}",
+            core_address=f"ws://127.0.0.1:{port}",
             server_name="manager",
             reconnect_initial_delay=0.1,
             reconnect_max_delay=0.5,
         )
         await anyio.to_thread.run_sync(manager.start_and_wait)
-        yield Core(
-            f"http://127.0.0.1:{ports[0]}", token, manager.keys.public.openssh_line(), resources
-        )
+        yield Core(f"http://127.0.0.1:{port}", token, manager.keys.public.openssh_line(), resources)
         tg.cancel_scope.cancel()
 
 
