@@ -48,16 +48,24 @@ def endpoints_from_store(
             )
             continue
         try:
-            key = read_public_key(values.interpolate(spec, where=f"server {name!r}"), base)
+            endpoints.append(endpoint_of(name, spec, str(cfg.get("address", "")), values, base))
         except (BadKey, CoreError) as exc:  # a malformed key, or [[NAME]] unknown
             problems.append(f"server {name!r}: public_key unusable: {exc}")
             continue
-        address = str(cfg.get("address", "")).strip()
-        if address and not address.startswith(("ws://", "wss://")):
-            address = f"wss://{address}" if ":" in address else f"wss://{address}:8120"
-        if address and not address.rstrip("/").endswith("/ws"):
-            address = address.rstrip("/") + "/ws"
-        endpoints.append(ServerEndpoint(name=name, public_key=key, address=address))
     for problem in problems:
         log.warning("%s", problem)
     return endpoints, problems
+
+
+def endpoint_of(
+    name: str, key_spec: str, address: str, values: Values, base: Path
+) -> ServerEndpoint:
+    """One server's endpoint from its ``public_key`` (interpolated) and ``address`` (normalised
+    to ``ws(s)://HOST:PORT/ws``). Raises ``BadKey`` or ``CoreError``."""
+    key = read_public_key(values.interpolate(key_spec, where=f"server {name!r}"), base)
+    address = address.strip()
+    if address and not address.startswith(("ws://", "wss://")):
+        address = f"wss://{address}" if ":" in address else f"wss://{address}:8120"
+    if address and not address.rstrip("/").endswith("/ws"):
+        address = address.rstrip("/") + "/ws"
+    return ServerEndpoint(name=name, public_key=key, address=address)

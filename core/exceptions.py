@@ -8,10 +8,11 @@
     ├── ResourceError          resource files are unusable (carries FILE:LINE findings)
     │   └── UnknownVariable    [[NAME]] is neither a variable nor a core-held secret
     ├── StoreError             the state database cannot be opened, migrated or written
-    └── PlanError              a plan cannot be made or applied
-        ├── PlanNotFound       no plan has that id
-        ├── PlanStale          the state moved since the plan was made; plan again
-        └── SyncNotFound       no resource sync has that name
+    ├── PlanError              a plan cannot be made or applied
+    │   ├── PlanNotFound       no plan has that id
+    │   ├── PlanStale          the state moved since the plan was made; plan again
+    │   └── SyncNotFound       no resource sync has that name
+    └── BootstrapFailed        a bootstrap step failed (names it, says how to resume)
 
 Each carries a message meant for a person: what went wrong and where.
 """
@@ -61,3 +62,13 @@ class PlanStale(PlanError):
 
 class SyncNotFound(PlanError):
     """No resource sync has that name."""
+
+
+class BootstrapFailed(CoreError):
+    """A step of the bootstrap failed: ``step`` names it, ``hint`` says what to do before running
+    the same command again (steps already done are skipped)."""
+
+    def __init__(self, step: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.step = step
+        self.hint = hint

@@ -23,6 +23,7 @@ import anyio.to_thread
 from core.config import CoreConfig
 from core.deploy.jobs import JobError, JobPlan, plan_job, values_of
 from core.deploy.schedule import DEFAULT_PARALLEL, StackFailed, StackOutcome, Status, run_graph
+from core.deploy.secrets import secret_env
 from core.deploy.stack import StackJob, deploy_stack, run_step
 from core.exceptions import CoreError, PeripheryUnavailable
 from core.git import GitError, resolve_branch
@@ -120,6 +121,9 @@ class DeployService:
         self.pool = pool
         self.parallel = parallel
         self.instance = pysecrets.token_hex(8)  # this process, as a lock holder
+        # Swarm secret versions to deploy with (logical → versioned name), set by whoever knows
+        # the sources (the bootstrap); otherwise each deploy gets the newest version.
+        self.pinned_secrets: dict[str, str] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._live: dict[str, _Live] = {}
 
@@ -276,6 +280,9 @@ class DeployService:
                 message = f"server {server!r}: {exc}"
                 await self._finish(live, "failed", message)
                 raise StackFailed(message) from exc
+            if job.mode is DeployMode.SWARM:  # the versioned swarm secrets (deploy.secrets)
+                env = await secret_env(channel, self.pinned_secrets)
+                job = replace(job, env={**env, **job.env})
             try:
                 if plan.repo is not None:
                     await self._sync_repo(job, plan, recorder, repos)

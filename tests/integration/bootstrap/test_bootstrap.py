@@ -1,0 +1,277 @@
+"""``stackward bootstrap`` on the real engine: real processes, a real git file:// repository.
+
+From no periphery, no core and no secrets to a running core with its first sync done; then the
+same command again, which changes nothing; then a secret whose source changed: the new version
+is created and used by the stack, and the old one is gone.
+
+The engine is shared, so its swarm stays as it is: the swarm step is the no-op case here (the
+decision to init an inactive swarm is a pure function, tested in tests/unit/bootstrap).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.bootstrap import processes
+from tests.engine.fixtures import DockerTestEnv, docker
+from tests.support.homelab import IMAGE, Repo
+from tests.support.processes import make_key, stackward_argv, toml_value, write_toml
+
+pytestmark = [pytest.mark.docker]
+
+BOOTSTRAP_TIMEOUT = 120
+
+INFRA = """version: "3.8"
+services:
+  web:
+    image: {image}
+    init: true
+    command: ["sh", "-c", "test -s /run/secrets/token && exec httpd -f -p 8080 -h /www"]
+    stop_grace_period: 1s
+    secrets: [token]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
+      interval: 250ms
+      timeout: 2s
+      retries: 8
+secrets:
+  token:
+    external: true
+    name: ${{{var}}}
+"""
+
+APP = """services:
+  web:
+    image: {image}
+    init: true
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    stop_grace_period: 1s
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Lab:
+    work: Path
+    prefix: str
+    config: Path
+    core_url: str
+    token: str
+    secret: str  # the logical name of the swarm secret
+
+    def bootstrap(self, value: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            stackward_argv("bootstrap", "--config", str(self.config)),
+            capture_output=True,
+            text=True,
+            timeout=BOOTSTRAP_TIMEOUT,
+            env={**os.environ, "LAB_TOKEN_VALUE": value},
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    def api(self, path: str) -> Any:
+        request = urllib.request.Request(
+            self.core_url + path, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def secrets(self) -> list[str]:
+        names = docker("secret", "ls", "--format", "{{.Name}}").split()
+        return sorted(n for n in names if n.startswith(self.prefix))
+
+    def service_secrets(self) -> list[str]:
+        spec = json.loads(docker("service", "inspect", f"{self.prefix}-infra_web"))[0]["Spec"]
+        return [s["SecretName"] for s in spec["TaskTemplate"]["ContainerSpec"]["Secrets"]]
+
+    def secret_in_container(self) -> str:
+        """The secret as the running (new) task's container reads it."""
+        deadline = time.monotonic() + 30
+        while True:
+            ids = docker(
+                "ps",
+                "-q",
+                "--filter",
+                f"label=com.docker.swarm.service.name={self.prefix}-infra_web",
+            ).split()
+            values = {docker("exec", i, "cat", "/run/secrets/token", check=False) for i in ids}
+            if len(values) == 1 or time.monotonic() > deadline:
+                return values.pop() if len(values) == 1 else repr(values)
+            time.sleep(0.25)
+
+
+def versioned(logical: str, value: str) -> str:
+    return f"{logical}_{hashlib.sha256(value.encode()).hexdigest()[:8]}"
+
+
+@pytest.fixture
+def lab(tmp_path: Path, docker_env: DockerTestEnv) -> Iterator[Lab]:
+    prefix = docker_env.prefix
+    secret = f"{prefix}-token"
+    var = secret.upper().replace("-", "_") + "_SECRET"
+    repo = Repo(tmp_path / "repo")
+    repo.commit(
+        {
+            "stacks/infra/compose.yaml": INFRA.format(image=IMAGE, var=var),
+            "stacks/app/compose.yaml": APP.format(image=IMAGE),
+        },
+        "lab",
+    )
+    core_key = make_key(tmp_path / "core.key")
+    agent_key = make_key(tmp_path / "manager.key")
+    agent_port, core_port = free_port(), free_port()
+    token = secrets.token_urlsafe(24)
+    resources = tmp_path / "resources.toml"
+    resources.write_text(
+        "\n".join(
+            [
+                'tiers = ["infrastructure", "application"]',
+                '[[server]]\nname = "manager"\n[server.config]',
+                f'address = "ws://127.0.0.1:{agent_port}/ws"',
+                f"public_key = {toml_value(agent_key.public.openssh_line())}",
+                '[[swarm]]\nname = "lab"\n[swarm.config]\nservers = ["manager"]',
+                f'[[repo]]\nname = "lab"\n[repo.config]\nurl = "{repo.url}"',
+                f'[[stack]]\nname = "{prefix}-infra"\ndeploy = true\ntier = "infrastructure"',
+                '[stack.config]\nswarm = "lab"\nlinked_repo = "lab"',
+                'run_directory = "stacks/infra"\n[stack.config.health]\ntimeout = 60',
+                f'[[stack]]\nname = "{prefix}-app"\ndeploy = true\ntier = "application"',
+                '[stack.config]\nserver = "manager"\nlinked_repo = "lab"',
+                'run_directory = "stacks/app"\nauto_pull = false',
+                "[stack.config.health]\ntimeout = 60\n",
+            ]
+        )
+    )
+    periphery = write_toml(
+        tmp_path / "periphery.toml",
+        {
+            "listen": f"127.0.0.1:{agent_port}",
+            "private_key": str(agent_key.path),
+            "core_public_keys": [str(core_key.pub_path)],
+            "root_directory": str(tmp_path / "agent"),
+        },
+    )
+    core = write_toml(
+        tmp_path / "core.toml",
+        {
+            "listen": f"127.0.0.1:{core_port}",
+            "data_dir": str(tmp_path / "core-data"),
+            "private_key": str(core_key.path),
+            "api_tokens": [token],
+            "resources": [str(resources)],
+            "poll_interval": 0,
+        },
+    )
+    state = tmp_path / "state"
+    config = tmp_path / "bootstrap.toml"
+    config.write_text(
+        f"""state_dir = "{state}"
+server = "manager"
+stacks = ["{prefix}-infra"]
+stack_timeout = 60
+
+[periphery]
+config = "{periphery}"
+start_timeout = 20
+
+[core]
+config = "{core}"
+start_timeout = 30
+sync_timeout = 90
+
+[[secret]]
+name = "{secret}"
+env = "LAB_TOKEN_VALUE"
+"""
+    )
+    lab = Lab(tmp_path, prefix, config, f"http://127.0.0.1:{core_port}", token, secret)
+    try:
+        yield lab
+    finally:
+        processes.stop(state, "core")
+        processes.stop(state, "periphery")
+        docker_env.cleanup()
+        left = lab.secrets()
+        if left:
+            docker("secret", "rm", *left, check=False)
+
+
+def steps_of(output: str) -> dict[str, str]:
+    """Step → its status, from the progress lines ``  ✓ step: done — ...``."""
+    out = {}
+    for line in output.splitlines():
+        if line.startswith("  ") and ": " in line and " — " in line:
+            step, rest = line[4:].split(": ", 1)
+            out[step] = rest.split(" — ", 1)[0]
+    return out
+
+
+def test_bootstrap_from_nothing_then_again_then_a_rotated_secret(lab: Lab) -> None:
+    infra, app = f"{lab.prefix}-infra", f"{lab.prefix}-app"
+    first_value, second_value = "first-" + secrets.token_hex(8), "second-" + secrets.token_hex(8)
+    first_name, second_name = (
+        versioned(lab.secret, first_value),
+        versioned(lab.secret, second_value),
+    )
+
+    # 1. From nothing: no periphery, no core, no secret.
+    assert lab.secrets() == []
+    done = lab.bootstrap(first_value)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert first_value not in done.stdout + done.stderr
+    steps = steps_of(done.stdout)
+    assert steps == {
+        "periphery": "done",
+        "swarm": "unchanged",  # the shared engine is a manager already
+        "secrets": "done",
+        f"stack {infra}": "done",
+        "secret users": "unchanged",
+        "old secrets": "unchanged",
+        "core": "done",
+        "first sync": "done",
+    }, done.stdout
+    assert lab.secrets() == [first_name]
+    assert lab.service_secrets() == [first_name]
+    assert lab.secret_in_container() == first_value
+    assert lab.api("/api/servers")["servers"][0]["connected"] is True
+    stacks = {s["name"]: s for s in lab.api("/api/stacks")["stacks"]}
+    assert stacks[app]["last_deploy"]["status"] == "healthy"  # the core's first sync did it
+    assert stacks[infra]["last_deploy"]["status"] == "healthy"
+
+    # 2. Again, on a healthy system: nothing changes, and it says so.
+    again = lab.bootstrap(first_value)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(steps_of(again.stdout).values()) == {"unchanged"}, again.stdout
+    assert "nothing to do, every step unchanged" in again.stdout
+    assert lab.secrets() == [first_name]
+
+    # 3. The secret's source changed: a new version, the stack moved to it, the old one gone.
+    rotated = lab.bootstrap(second_value)
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    steps = steps_of(rotated.stdout)
+    assert steps["secrets"] == "done"
+    assert steps[f"stack {infra}"] == "done"
+    assert steps["old secrets"] == "done"
+    assert f"removed {first_name}" in rotated.stdout
+    assert lab.secrets() == [second_name]
+    assert lab.service_secrets() == [second_name]
+    assert lab.secret_in_container() == second_value
