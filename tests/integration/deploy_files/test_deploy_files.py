@@ -72,12 +72,16 @@ def test_the_periphery_compose_file_passes_compose_config(docker_engine: Engine)
 
 def test_the_example_configs_load() -> None:
     core = msgspec.convert(tomllib.loads((DEPLOY / "core.toml").read_text()), CoreConfig)
-    assert core.private_key == "/run/secrets/stackward_core_key"
-    assert core.api_tokens_file == "/run/secrets/stackward_api_tokens"
+    inside = msgspec.convert(tomllib.loads((DEPLOY / "core.stack.toml").read_text()), CoreConfig)
+    assert inside.private_key == "/run/secrets/stackward_core_key"
+    assert inside.api_tokens_file == "/run/secrets/stackward_api_tokens"
+    assert (inside.listen, inside.data_dir) == (core.listen, core.data_dir)  # shared state
     agent = msgspec.convert(tomllib.loads((DEPLOY / "periphery.toml").read_text()), PeripheryConfig)
     assert agent.listen == "0.0.0.0:8120"
     boot = load_bootstrap_config(DEPLOY / "bootstrap.toml")
     assert [s.name for s in boot.secret][:2] == ["stackward_core_key", "stackward_api_tokens"]
+    assert boot.secret[0].file == core.private_key  # the secret's source is the host's key
+    assert boot.secret[1].file == core.api_tokens_file
     assert boot.core.stack == "stackward"
 
 
