@@ -257,11 +257,10 @@ class Bootstrap:
         channel = await self._channel()
         result, output = await channel.request(command)
         if result.error is not None:
+            message = result.error.message
             lines = b"".join(bytes(o.data) for o in output).decode(errors="replace")
-            tail = "\n".join(lines.splitlines()[-10:])
-            raise BootstrapFailed(
-                step, result.error.message + (f"\n{tail}" if tail else ""), "fix that"
-            )
+            new = [line for line in lines.splitlines()[-10:] if line.strip() not in message]
+            raise BootstrapFailed(step, "\n".join([message, *new]), "fix that")
         return result.value
 
     async def _secret_plan(self) -> SecretPlan:

@@ -1,11 +1,13 @@
-"""``stackward bootstrap`` on the real engine: real processes, a real git file:// repository.
+"""``stackward bootstrap`` on real engines: real processes, a real git file:// repository.
 
-From no periphery, no core and no secrets to a running core with its first sync done; then the
-same command again, which changes nothing; then a secret whose source changed: the new version
-is created and used by the stack, and the old one is gone.
+On a throwaway engine of the test's own (``throwaway_engine``: a second dockerd in a network
+namespace, its swarm inactive): from a left swarm, no periphery, no core and no secrets to a
+running core with its first sync done; then the same command again, which changes nothing;
+then a secret whose source changed: the new version is created and used by the stack, and the
+old one is gone.
 
-The engine is shared, so its swarm stays as it is: the swarm step is the no-op case here (the
-decision to init an inactive swarm is a pure function, tested in tests/unit/bootstrap).
+On the shared engine (a swarm manager already, which must stay as it is): the same bootstrap,
+where the swarm step is the no-op case, and again.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 import pytest
 
 from core.bootstrap import processes
-from tests.engine.fixtures import DockerTestEnv, docker
+from tests.engine.fixtures import DockerTestEnv
+from tests.integration.bootstrap.throwaway_engine import ThrowawayEngine
 from tests.support.homelab import IMAGE, Repo
 from tests.support.processes import make_key, stackward_argv, toml_value, write_toml
 
@@ -42,6 +45,9 @@ services:
     command: ["sh", "-c", "test -s /run/secrets/token && exec httpd -f -p 8080 -h /www"]
     stop_grace_period: 1s
     secrets: [token]
+    deploy:
+      update_config:
+        monitor: 500ms  # the gate waits for the update's monitor period
     healthcheck:
       test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
       interval: 250ms
@@ -77,17 +83,39 @@ class Lab:
     core_url: str
     token: str
     secret: str  # the logical name of the swarm secret
+    env: dict[str, str]  # DOCKER_HOST of the engine, when not the shared one
 
-    def bootstrap(self, value: str) -> subprocess.CompletedProcess[str]:
+    def bootstrap(self, value: str | None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.env}
+        env.pop("LAB_TOKEN_VALUE", None)
+        if value is not None:
+            env["LAB_TOKEN_VALUE"] = value
         return subprocess.run(
             stackward_argv("bootstrap", "--config", str(self.config)),
             capture_output=True,
             text=True,
             timeout=BOOTSTRAP_TIMEOUT,
-            env={**os.environ, "LAB_TOKEN_VALUE": value},
+            env=env,
             stdin=subprocess.DEVNULL,
             check=False,
         )
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(
+            ["docker", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **self.env},
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def stop(self) -> None:
+        processes.stop(self.work / "state", "core")
+        processes.stop(self.work / "state", "periphery")
 
     def api(self, path: str) -> Any:
         request = urllib.request.Request(
@@ -97,24 +125,24 @@ class Lab:
             return json.load(response)
 
     def secrets(self) -> list[str]:
-        names = docker("secret", "ls", "--format", "{{.Name}}").split()
+        names = self.docker("secret", "ls", "--format", "{{.Name}}").split()
         return sorted(n for n in names if n.startswith(self.prefix))
 
     def service_secrets(self) -> list[str]:
-        spec = json.loads(docker("service", "inspect", f"{self.prefix}-infra_web"))[0]["Spec"]
+        spec = json.loads(self.docker("service", "inspect", f"{self.prefix}-infra_web"))[0]["Spec"]
         return [s["SecretName"] for s in spec["TaskTemplate"]["ContainerSpec"]["Secrets"]]
 
     def secret_in_container(self) -> str:
         """The secret as the running (new) task's container reads it."""
         deadline = time.monotonic() + 30
         while True:
-            ids = docker(
+            ids = self.docker(
                 "ps",
                 "-q",
                 "--filter",
                 f"label=com.docker.swarm.service.name={self.prefix}-infra_web",
             ).split()
-            values = {docker("exec", i, "cat", "/run/secrets/token", check=False) for i in ids}
+            values = {self.docker("exec", i, "cat", "/run/secrets/token", check=False) for i in ids}
             if len(values) == 1 or time.monotonic() > deadline:
                 return values.pop() if len(values) == 1 else repr(values)
             time.sleep(0.25)
@@ -124,9 +152,7 @@ def versioned(logical: str, value: str) -> str:
     return f"{logical}_{hashlib.sha256(value.encode()).hexdigest()[:8]}"
 
 
-@pytest.fixture
-def lab(tmp_path: Path, docker_env: DockerTestEnv) -> Iterator[Lab]:
-    prefix = docker_env.prefix
+def make_lab(tmp_path: Path, prefix: str, env: dict[str, str]) -> Lab:
     secret = f"{prefix}-token"
     var = secret.upper().replace("-", "_") + "_SECRET"
     repo = Repo(tmp_path / "repo")
@@ -189,6 +215,9 @@ server = "manager"
 stacks = ["{prefix}-infra"]
 stack_timeout = 60
 
+[swarm]
+advertise_addr = "127.0.0.1"
+
 [periphery]
 config = "{periphery}"
 start_timeout = 20
@@ -203,16 +232,34 @@ name = "{secret}"
 env = "LAB_TOKEN_VALUE"
 """
     )
-    lab = Lab(tmp_path, prefix, config, f"http://127.0.0.1:{core_port}", token, secret)
+    return Lab(tmp_path, prefix, config, f"http://127.0.0.1:{core_port}", token, secret, env)
+
+
+@pytest.fixture
+def fresh_lab(tmp_path: Path, throwaway_engine: ThrowawayEngine) -> Iterator[Lab]:
+    """A lab on an engine of its own, in no swarm (all of it goes with the engine)."""
+    assert throwaway_engine.docker("info", "--format", "{{.Swarm.LocalNodeState}}") == "inactive"
+    lab = make_lab(
+        tmp_path, f"swtest{secrets.token_hex(3)}", {"DOCKER_HOST": throwaway_engine.host}
+    )
     try:
         yield lab
     finally:
-        processes.stop(state, "core")
-        processes.stop(state, "periphery")
+        lab.stop()
+
+
+@pytest.fixture
+def shared_lab(tmp_path: Path, docker_env: DockerTestEnv) -> Iterator[Lab]:
+    """A lab on the shared engine: every object carries the test's prefix and is removed."""
+    lab = make_lab(tmp_path, docker_env.prefix, {})
+    try:
+        yield lab
+    finally:
+        lab.stop()
         docker_env.cleanup()
         left = lab.secrets()
         if left:
-            docker("secret", "rm", *left, check=False)
+            lab.docker("secret", "rm", *left, check=False)
 
 
 def steps_of(output: str) -> dict[str, str]:
@@ -225,7 +272,10 @@ def steps_of(output: str) -> dict[str, str]:
     return out
 
 
-def test_bootstrap_from_nothing_then_again_then_a_rotated_secret(lab: Lab) -> None:
+def test_from_a_left_swarm_to_a_synced_core_then_again_then_a_rotated_secret(
+    fresh_lab: Lab,
+) -> None:
+    lab = fresh_lab
     infra, app = f"{lab.prefix}-infra", f"{lab.prefix}-app"
     first_value, second_value = "first-" + secrets.token_hex(8), "second-" + secrets.token_hex(8)
     first_name, second_name = (
@@ -233,15 +283,25 @@ def test_bootstrap_from_nothing_then_again_then_a_rotated_secret(lab: Lab) -> No
         versioned(lab.secret, second_value),
     )
 
-    # 1. From nothing: no periphery, no core, no secret.
+    # 0. From nothing (a left swarm, no periphery, no core), but the secret's source is unset:
+    #    the step that fails is named, with how to resume.
+    failed = lab.bootstrap(None)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert steps_of(failed.stdout) == {"periphery": "done", "swarm": "done"}, failed.stdout
+    assert "step 'secrets' failed" in failed.stderr
+    assert "the environment variable LAB_TOKEN_VALUE is not set" in failed.stderr
+    assert "run the same command again: steps already done are skipped" in failed.stderr
+    assert lab.docker("info", "--format", "{{.Swarm.ControlAvailable}}") == "true"
     assert lab.secrets() == []
+
+    # 1. Resumed with the source set: to a running core with its first sync done.
     done = lab.bootstrap(first_value)
     assert done.returncode == 0, done.stdout + done.stderr
     assert first_value not in done.stdout + done.stderr
     steps = steps_of(done.stdout)
     assert steps == {
-        "periphery": "done",
-        "swarm": "unchanged",  # the shared engine is a manager already
+        "periphery": "unchanged",  # started by the failed run, still answering
+        "swarm": "unchanged",  # initialised by the failed run, through the periphery
         "secrets": "done",
         f"stack {infra}": "done",
         "secret users": "unchanged",
@@ -275,3 +335,20 @@ def test_bootstrap_from_nothing_then_again_then_a_rotated_secret(lab: Lab) -> No
     assert lab.secrets() == [second_name]
     assert lab.service_secrets() == [second_name]
     assert lab.secret_in_container() == second_value
+
+
+def test_on_a_swarm_manager_already_the_swarm_is_left_as_it_is(shared_lab: Lab) -> None:
+    lab = shared_lab
+    node = lab.docker("info", "--format", "{{.Swarm.NodeID}}")
+    value = "shared-" + secrets.token_hex(8)
+    done = lab.bootstrap(value)
+    assert done.returncode == 0, done.stdout + done.stderr
+    steps = steps_of(done.stdout)
+    assert steps["swarm"] == "unchanged", done.stdout
+    assert f"a swarm manager already (node {node})" in done.stdout
+    assert steps["first sync"] == "done", done.stdout
+    assert lab.service_secrets() == [versioned(lab.secret, value)]
+    again = lab.bootstrap(value)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(steps_of(again.stdout).values()) == {"unchanged"}, again.stdout
+    assert lab.docker("info", "--format", "{{.Swarm.NodeID}}") == node
