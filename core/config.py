@@ -16,6 +16,9 @@
     [secrets]                        # values for [[NAME]] the resource files do not define
     DB_PASSWORD = "..."
 
+    [swarm_secrets]                  # swarm secrets kept from [secrets] (core.deploy.secrets):
+    db_password = "DB_PASSWORD"      # each Swarm deploy creates a missing version first
+
 Relative paths are taken from the config file's directory. Every problem raises
 :class:`~core.exceptions.ConfigError` naming the file, the key and what is wrong.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import msgspec
 
+from core.deploy.secrets import valid_logical_name
 from core.exceptions import ConfigError
 
 DEFAULT_LISTEN = "0.0.0.0:9120"
@@ -45,6 +49,8 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     poll_interval: float = 60.0  # seconds between looks at each git sync's branch (jittered)
     resources: list[str] = msgspec.field(default_factory=list)
     secrets: dict[str, str] = msgspec.field(default_factory=dict)
+    # Swarm secrets the core keeps: logical name → the key of its value in ``secrets``.
+    swarm_secrets: dict[str, str] = msgspec.field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024
     # Where the config was read from (not a key of the file).
     source: str = ""
@@ -111,6 +117,17 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
         raise ConfigError(f'{file}: key "max_body_bytes": at least 1024')
     if cfg.poll_interval < 0:
         raise ConfigError(f'{file}: key "poll_interval": seconds, 0 (never) or more')
+    for logical, key in cfg.swarm_secrets.items():
+        if not valid_logical_name(logical):
+            raise ConfigError(
+                f"{file}: key \"swarm_secrets.{logical}\": letters, digits, '_', '.' or '-',"
+                " at most 55, starting with a letter or digit"
+            )
+        if not cfg.secrets.get(key):
+            raise ConfigError(
+                f'{file}: key "swarm_secrets.{logical}": {key!r} is not a key of [secrets]'
+                " with a value"
+            )
     tokens = list(cfg.api_tokens)
     tokens_file = rel(cfg.api_tokens_file)
     if tokens_file:

@@ -12,7 +12,8 @@
     │   ├── PlanNotFound       no plan has that id
     │   ├── PlanStale          the state moved since the plan was made; plan again
     │   └── SyncNotFound       no resource sync has that name
-    └── BootstrapFailed        a bootstrap step failed (names it, says how to resume)
+    ├── BootstrapFailed        a bootstrap step failed (names it, says how to resume)
+    └── SecretsUnavailable     a periphery could not list, create or remove a swarm secret
 
 Each carries a message meant for a person: what went wrong and where.
 """
@@ -72,3 +73,7 @@ class BootstrapFailed(CoreError):
         super().__init__(message)
         self.step = step
         self.hint = hint
+
+
+class SecretsUnavailable(CoreError):
+    """A periphery could not list, create or remove a swarm secret (its reason; never a value)."""

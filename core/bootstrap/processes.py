@@ -67,23 +67,25 @@ def start(state_dir: Path, name: str, argv: list[str]) -> int:
     return proc.pid
 
 
-def stop(state_dir: Path, name: str, timeout: float = STOP_TIMEOUT) -> bool:
-    """SIGTERM to the supervisor (which stops its child); True when one was running."""
-    pid = running(state_dir, name)
-    if pid is None:
-        return False
-    os.kill(pid, signal.SIGTERM)
+def stop(state_dir: Path, *names: str, timeout: float = STOP_TIMEOUT) -> list[str]:
+    """SIGTERM to the supervisors of ``names`` at once (each stops its child), then wait for
+    them; the names that were running."""
+    pids = {name: running(state_dir, name) for name in names}
+    stopped = {name: pid for name, pid in pids.items() if pid is not None}
+    for pid in stopped.values():
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < deadline:
-        try:  # our own child when started in this process; reap it
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.05)
-    if alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    pid_file(state_dir, name).unlink(missing_ok=True)
-    return True
+    for name, pid in stopped.items():
+        while alive(pid) and time.monotonic() < deadline:
+            try:  # our own child when started in this process; reap it
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        pid_file(state_dir, name).unlink(missing_ok=True)
+    return list(stopped)
 
 
 def tail(state_dir: Path, name: str, lines: int = 15) -> str:

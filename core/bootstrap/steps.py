@@ -43,7 +43,14 @@ from core.bootstrap.config import BootstrapConfig, SecretSpec
 from core.bootstrap.sources import read_secret
 from core.config import CoreConfig
 from core.deploy.jobs import JobError, plan_job, values_of
-from core.deploy.secrets import LABEL, SecretPlan, list_managed, plan_secrets, versioned_name
+from core.deploy.secrets import (
+    SecretPlan,
+    ensure_versions,
+    list_managed,
+    plan_secrets,
+    remove_unused,
+    wanted_versions,
+)
 from core.deploy.service import DeployRefused, DeployService
 from core.deploy.stack import StackJob
 from core.exceptions import BootstrapFailed, ConfigError, CoreError, PeripheryUnavailable
@@ -58,8 +65,6 @@ from protocol.messages import (
     DeployMode,
     HealthGateReport,
     Run,
-    SecretCreate,
-    SecretRemove,
     StackState,
     SwarmInit,
     SwarmReport,
@@ -131,6 +136,12 @@ def prepare(config: BootstrapConfig, core: CoreConfig) -> Prepared:
         except (JobError, CoreError) as exc:
             if stack.name in config.stacks or stack.name == config.core.stack:
                 raise BootstrapFailed("config", str(exc), "fix the stack's resource") from exc
+    both = sorted({s.name for s in config.secret} & set(core.swarm_secrets))
+    if both:
+        raise ConfigError(
+            f"{config.source}: secret {both[0]!r} is both a [[secret]] here and in"
+            f" [swarm_secrets] of {core.source}: keep one source"
+        )
     for name in [*config.stacks, *([config.core.stack] if config.core.stack else [])]:
         if ("stack", name) not in rs.resources:
             raise ConfigError(f"{config.source}: stack {name!r} is not in the resources")
@@ -336,21 +347,14 @@ class Bootstrap:
         if not self.config.secret:
             return UNCHANGED, "no secrets listed"
         values = await anyio.to_thread.run_sync(self._read_values)
-        self._wanted = {name: versioned_name(name, value) for name, value in values.items()}
+        self._wanted = wanted_versions(values)
         self.deploys.pinned_secrets = dict(self._wanted)
-        plan = await self._secret_plan()
-        for logical in plan.create:
-            await self._request(
-                "secrets",
-                SecretCreate(
-                    name=self._wanted[logical], data=values[logical], labels={LABEL: logical}
-                ),
-            )
+        created, _ = await ensure_versions(await self._channel(), values)
         detail = ", ".join(
-            f"{name} → {self._wanted[name]}" + (" (new)" if name in plan.create else "")
-            for name in sorted(self._wanted)
+            f"{name} → {version}" + (" (new)" if version in created else "")
+            for name, version in sorted(self._wanted.items())
         )
-        return (DONE if plan.create else UNCHANGED), detail
+        return (DONE if created else UNCHANGED), detail
 
     async def _healthy(self, job: StackJob) -> bool | None:
         """True/False: the stack runs healthy or not; None: nothing of it runs."""
@@ -432,9 +436,7 @@ class Bootstrap:
         return DONE, f"redeployed {', '.join(names)}" + note
 
     async def _old_secrets(self) -> tuple[str, str]:
-        plan = await self._secret_plan()
-        for name in plan.removable:
-            await self._request("old secrets", SecretRemove(name=name))
+        plan = await remove_unused(await self._channel(), self._wanted)
         kept = "; still in use: " + ", ".join(
             f"{n} (by {', '.join(s)})" for n, s in sorted(plan.in_use.items())
         )

@@ -15,7 +15,13 @@ version are redeployed (they then point at the new one), and an older version is
 service uses it. The version a deploy gets is the one pinned by whoever knows the sources (the
 bootstrap), else the newest (the swarm's version index) of those that exist.
 
-This module decides (pure); ``secret_env`` and ``list_managed`` are the thin I/O over a channel.
+Who knows the sources: the bootstrap (its ``[[secret]]`` list: environment, file, stdin) and
+the core (``[swarm_secrets]`` in its config: a logical name → one of its ``[secrets]``). Both
+create a missing version before deploying (``ensure_versions``) and remove old versions no
+service uses (``remove_unused``).
+
+This module decides (pure); ``list_managed``, ``ensure_versions``, ``remove_unused`` and
+``secret_env`` are the thin I/O over a channel.
 """
 
 from __future__ import annotations
@@ -26,8 +32,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from core.exceptions import SecretsUnavailable
 from protocol.exceptions import ChannelError
-from protocol.messages import SecretInfo, SecretList, SecretListReport
+from protocol.messages import (
+    Command,
+    SecretCreate,
+    SecretInfo,
+    SecretList,
+    SecretListReport,
+    SecretRemove,
+)
 from protocol.transport import CoreChannel
 
 log = logging.getLogger(__name__)
@@ -126,15 +140,54 @@ def plan_secrets(wanted: Mapping[str, str], infos: Iterable[SecretInfo]) -> Secr
     )
 
 
-async def list_managed(channel: CoreChannel) -> list[SecretInfo]:
-    """The managed secrets on the channel's engine (raises ``ChannelError`` or ``RuntimeError``
-    with the periphery's reason)."""
-    result, _ = await channel.request(SecretList(label=LABEL))
+def wanted_versions(values: Mapping[str, bytes]) -> dict[str, str]:
+    """Logical name → the version its value gets."""
+    return {logical: versioned_name(logical, value) for logical, value in values.items()}
+
+
+async def _ask(channel: CoreChannel, command: Command) -> object:
+    try:
+        result, output = await channel.request(command)
+    except ChannelError as exc:
+        raise SecretsUnavailable(str(exc)) from exc
     if result.error is not None:
-        raise RuntimeError(result.error.message)
-    if not isinstance(result.value, SecretListReport):
-        raise RuntimeError("the periphery answered SecretList without a list")
-    return list(result.value.secrets)
+        raise SecretsUnavailable(result.error.message)
+    return result.value
+
+
+async def list_managed(channel: CoreChannel) -> list[SecretInfo]:
+    """The managed secrets on the channel's engine; ``SecretsUnavailable`` with the reason."""
+    value = await _ask(channel, SecretList(label=LABEL))
+    if not isinstance(value, SecretListReport):
+        raise SecretsUnavailable("the periphery answered SecretList without a list")
+    return list(value.secrets)
+
+
+async def ensure_versions(
+    channel: CoreChannel, values: Mapping[str, bytes]
+) -> tuple[list[str], list[SecretInfo]]:
+    """Create each value's version where it is missing: ``(created names, what exists now)``."""
+    wanted = wanted_versions(values)
+    infos = await list_managed(channel)
+    plan = plan_secrets(wanted, infos)
+    for logical in plan.create:
+        await _ask(
+            channel,
+            SecretCreate(name=wanted[logical], data=values[logical], labels={LABEL: logical}),
+        )
+    created = [wanted[logical] for logical in plan.create]
+    if created:
+        infos = await list_managed(channel)
+    return created, infos
+
+
+async def remove_unused(channel: CoreChannel, wanted: Mapping[str, str]) -> SecretPlan:
+    """Remove the old versions of ``wanted``'s logical names that no service uses; the plan
+    (``removable``: what was removed, ``in_use``: what was kept)."""
+    plan = plan_secrets(wanted, await list_managed(channel))
+    for name in plan.removable:
+        await _ask(channel, SecretRemove(name=name))
+    return plan
 
 
 async def secret_env(channel: CoreChannel, pinned: Mapping[str, str] | None) -> dict[str, str]:
@@ -142,7 +195,7 @@ async def secret_env(channel: CoreChannel, pinned: Mapping[str, str] | None) -> 
     line) when the periphery cannot say (an older agent, an engine in no swarm)."""
     try:
         infos = await list_managed(channel)
-    except (ChannelError, RuntimeError) as exc:
+    except SecretsUnavailable as exc:
         log.debug("no managed secrets for the deploy: %s", exc)
         return {}
     return deploy_env(current_versions(infos, pinned))

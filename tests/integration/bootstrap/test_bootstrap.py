@@ -59,12 +59,21 @@ secrets:
     name: ${{{var}}}
 """
 
-APP = """services:
+APP = """version: "3.8"
+services:
   web:
     image: {image}
     init: true
-    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    command: ["sh", "-c", "test -s /run/secrets/apikey && exec httpd -f -p 8080 -h /www"]
     stop_grace_period: 1s
+    secrets: [apikey]
+    deploy:
+      update_config:
+        monitor: 500ms
+secrets:
+  apikey:
+    external: true
+    name: ${{{var}}}
 """
 
 
@@ -113,13 +122,22 @@ class Lab:
             raise AssertionError(f"docker {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout.strip()
 
-    def stop(self) -> None:
-        processes.stop(self.work / "state", "core")
-        processes.stop(self.work / "state", "periphery")
+    def wait_run(self, run_id: int, within: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while True:
+            run: dict[str, Any] = self.api(f"/api/runs/{run_id}")
+            if run["status"] != "running" or time.monotonic() > deadline:
+                return run
+            time.sleep(0.2)
 
-    def api(self, path: str) -> Any:
+    def stop(self) -> None:
+        processes.stop(self.work / "state", "core", "periphery")
+
+    def api(self, path: str, method: str = "GET") -> Any:
         request = urllib.request.Request(
-            self.core_url + path, headers={"Authorization": f"Bearer {self.token}"}
+            self.core_url + path,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
@@ -128,11 +146,12 @@ class Lab:
         names = self.docker("secret", "ls", "--format", "{{.Name}}").split()
         return sorted(n for n in names if n.startswith(self.prefix))
 
-    def service_secrets(self) -> list[str]:
-        spec = json.loads(self.docker("service", "inspect", f"{self.prefix}-infra_web"))[0]["Spec"]
+    def service_secrets(self, stack: str = "infra") -> list[str]:
+        service = f"{self.prefix}-{stack}_web"
+        spec = json.loads(self.docker("service", "inspect", service))[0]["Spec"]
         return [s["SecretName"] for s in spec["TaskTemplate"]["ContainerSpec"]["Secrets"]]
 
-    def secret_in_container(self) -> str:
+    def secret_in_container(self, stack: str = "infra", secret: str = "token") -> str:
         """The secret as the running (new) task's container reads it."""
         deadline = time.monotonic() + 30
         while True:
@@ -140,11 +159,14 @@ class Lab:
                 "ps",
                 "-q",
                 "--filter",
-                f"label=com.docker.swarm.service.name={self.prefix}-infra_web",
+                f"label=com.docker.swarm.service.name={self.prefix}-{stack}_web",
             ).split()
-            values = {self.docker("exec", i, "cat", "/run/secrets/token", check=False) for i in ids}
-            if len(values) == 1 or time.monotonic() > deadline:
-                return values.pop() if len(values) == 1 else repr(values)
+            path = f"/run/secrets/{secret}"
+            values = {self.docker("exec", i, "cat", path, check=False) for i in ids}
+            if len(values) == 1 and "" not in values:  # one task, and it answered
+                return values.pop()
+            if time.monotonic() > deadline:
+                return repr(values)
             time.sleep(0.25)
 
 
@@ -152,14 +174,16 @@ def versioned(logical: str, value: str) -> str:
     return f"{logical}_{hashlib.sha256(value.encode()).hexdigest()[:8]}"
 
 
-def make_lab(tmp_path: Path, prefix: str, env: dict[str, str]) -> Lab:
+def make_lab(tmp_path: Path, prefix: str, env: dict[str, str], sync: str = "local") -> Lab:
     secret = f"{prefix}-token"
     var = secret.upper().replace("-", "_") + "_SECRET"
+    app_secret = f"{prefix}-apikey"  # kept by the core: [swarm_secrets] in core.toml
+    app_var = app_secret.upper().replace("-", "_") + "_SECRET"
     repo = Repo(tmp_path / "repo")
     repo.commit(
         {
             "stacks/infra/compose.yaml": INFRA.format(image=IMAGE, var=var),
-            "stacks/app/compose.yaml": APP.format(image=IMAGE),
+            "stacks/app/compose.yaml": APP.format(image=IMAGE, var=app_var),
         },
         "lab",
     )
@@ -181,8 +205,8 @@ def make_lab(tmp_path: Path, prefix: str, env: dict[str, str]) -> Lab:
                 '[stack.config]\nswarm = "lab"\nlinked_repo = "lab"',
                 'run_directory = "stacks/infra"\n[stack.config.health]\ntimeout = 60',
                 f'[[stack]]\nname = "{prefix}-app"\ndeploy = true\ntier = "application"',
-                '[stack.config]\nserver = "manager"\nlinked_repo = "lab"',
-                'run_directory = "stacks/app"\nauto_pull = false',
+                '[stack.config]\nswarm = "lab"\nlinked_repo = "lab"',
+                'run_directory = "stacks/app"',
                 "[stack.config.health]\ntimeout = 60\n",
             ]
         )
@@ -207,6 +231,10 @@ def make_lab(tmp_path: Path, prefix: str, env: dict[str, str]) -> Lab:
             "poll_interval": 0,
         },
     )
+    with core.open("a") as file:
+        file.write(
+            f'[secrets]\nAPP_KEY = "first-key"\n[swarm_secrets]\n"{app_secret}" = "APP_KEY"\n'
+        )
     state = tmp_path / "state"
     config = tmp_path / "bootstrap.toml"
     config.write_text(
@@ -225,6 +253,7 @@ start_timeout = 20
 [core]
 config = "{core}"
 start_timeout = 30
+sync = "{sync}"
 sync_timeout = 90
 
 [[secret]]
@@ -251,7 +280,7 @@ def fresh_lab(tmp_path: Path, throwaway_engine: ThrowawayEngine) -> Iterator[Lab
 @pytest.fixture
 def shared_lab(tmp_path: Path, docker_env: DockerTestEnv) -> Iterator[Lab]:
     """A lab on the shared engine: every object carries the test's prefix and is removed."""
-    lab = make_lab(tmp_path, docker_env.prefix, {})
+    lab = make_lab(tmp_path, docker_env.prefix, {}, sync="")  # the other test syncs
     try:
         yield lab
     finally:
@@ -282,6 +311,7 @@ def test_from_a_left_swarm_to_a_synced_core_then_again_then_a_rotated_secret(
         versioned(lab.secret, first_value),
         versioned(lab.secret, second_value),
     )
+    key_name = versioned(f"{lab.prefix}-apikey", "first-key")  # kept by the core
 
     # 0. From nothing (a left swarm, no periphery, no core), but the secret's source is unset:
     #    the step that fails is named, with how to resume.
@@ -309,8 +339,9 @@ def test_from_a_left_swarm_to_a_synced_core_then_again_then_a_rotated_secret(
         "core": "done",
         "first sync": "done",
     }, done.stdout
-    assert lab.secrets() == [first_name]
+    assert lab.secrets() == [key_name, first_name]  # the core's sync made its own
     assert lab.service_secrets() == [first_name]
+    assert lab.service_secrets("app") == [key_name]
     assert lab.secret_in_container() == first_value
     assert lab.api("/api/servers")["servers"][0]["connected"] is True
     stacks = {s["name"]: s for s in lab.api("/api/stacks")["stacks"]}
@@ -322,7 +353,7 @@ def test_from_a_left_swarm_to_a_synced_core_then_again_then_a_rotated_secret(
     assert again.returncode == 0, again.stdout + again.stderr
     assert set(steps_of(again.stdout).values()) == {"unchanged"}, again.stdout
     assert "nothing to do, every step unchanged" in again.stdout
-    assert lab.secrets() == [first_name]
+    assert lab.secrets() == [key_name, first_name]
 
     # 3. The secret's source changed: a new version, the stack moved to it, the old one gone.
     rotated = lab.bootstrap(second_value)
@@ -332,9 +363,24 @@ def test_from_a_left_swarm_to_a_synced_core_then_again_then_a_rotated_secret(
     assert steps[f"stack {infra}"] == "done"
     assert steps["old secrets"] == "done"
     assert f"removed {first_name}" in rotated.stdout
-    assert lab.secrets() == [second_name]
+    assert lab.secrets() == [key_name, second_name]
     assert lab.service_secrets() == [second_name]
     assert lab.secret_in_container() == second_value
+
+    # 4. A secret the core keeps ([swarm_secrets] from its [secrets]) changed: the core's next
+    #    deploy of a stack that uses it creates the new version first, and the old one goes.
+    core_toml = lab.work / "core.toml"
+    core_toml.write_text(core_toml.read_text().replace('"first-key"', '"second-key"'))
+    processes.stop(lab.work / "state", "core")
+    restarted = lab.bootstrap(second_value)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert steps_of(restarted.stdout)["core"] == "done", restarted.stdout
+    run = lab.wait_run(lab.api(f"/api/stacks/{app}/deploy", "POST")["id"])
+    assert run["status"] == "succeeded", run
+    new_key = versioned(f"{lab.prefix}-apikey", "second-key")
+    assert lab.service_secrets("app") == [new_key]
+    assert lab.secret_in_container("app", "apikey") == "second-key"
+    assert lab.secrets() == [new_key, second_name]
 
 
 def test_on_a_swarm_manager_already_the_swarm_is_left_as_it_is(shared_lab: Lab) -> None:
@@ -346,8 +392,10 @@ def test_on_a_swarm_manager_already_the_swarm_is_left_as_it_is(shared_lab: Lab) 
     steps = steps_of(done.stdout)
     assert steps["swarm"] == "unchanged", done.stdout
     assert f"a swarm manager already (node {node})" in done.stdout
-    assert steps["first sync"] == "done", done.stdout
+    assert steps[f"stack {lab.prefix}-infra"] == "done", done.stdout
+    assert steps["core"] == "done", done.stdout
     assert lab.service_secrets() == [versioned(lab.secret, value)]
+    assert lab.secret_in_container() == value
     again = lab.bootstrap(value)
     assert again.returncode == 0, again.stdout + again.stderr
     assert set(steps_of(again.stdout).values()) == {"unchanged"}, again.stdout

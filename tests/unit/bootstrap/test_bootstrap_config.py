@@ -118,3 +118,20 @@ def test_the_core_is_asked_on_loopback_when_it_listens_everywhere() -> None:
     assert url("0.0.0.0:9120") == "http://127.0.0.1:9120"
     assert url("10.0.0.5:9000") == "http://10.0.0.5:9000"
     assert url("[::]:9120") == "http://[::1]:9120"
+
+
+CORE = 'data_dir = "d"\napi_tokens = ["a-token-long-enough-1234"]\n'
+
+
+def test_the_core_keeps_swarm_secrets_from_its_own_secrets(tmp_path: Path) -> None:
+    from core.config import load_config
+
+    path = tmp_path / "core.toml"
+    path.write_text(CORE + '[secrets]\nDB = "x"\n[swarm_secrets]\ndb_password = "DB"\n')
+    assert load_config(path).swarm_secrets == {"db_password": "DB"}
+    path.write_text(CORE + '[secrets]\nDB = "x"\n[swarm_secrets]\ndb_password = "NOPE"\n')
+    with pytest.raises(ConfigError, match=r'key "swarm_secrets.db_password": \'NOPE\' is not'):
+        load_config(path)
+    path.write_text(CORE + '[secrets]\nDB = "x"\n[swarm_secrets]\n"-x" = "DB"\n')
+    with pytest.raises(ConfigError, match='key "swarm_secrets.-x"'):
+        load_config(path)
