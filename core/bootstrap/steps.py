@@ -54,7 +54,7 @@ from core.deploy.secrets import (
 from core.deploy.service import DeployRefused, DeployService
 from core.deploy.stack import StackJob
 from core.exceptions import BootstrapFailed, ConfigError, CoreError, PeripheryUnavailable
-from core.pool import PeripheryPool, PoolSettings
+from core.pool import PeripheryPool, PoolSettings, ServerEndpoint
 from core.resources.loader import load_paths
 from core.resources.models import ResourceSet, ServerConfig
 from core.runtime import load_private_key
@@ -96,6 +96,9 @@ class Progress(Protocol):
 
     def finished(self, result: StepResult) -> None: ...
 
+    def detail(self, step: str, text: str) -> None:
+        """Something within a step, as it happens (a stack's deploy step ended)."""
+
 
 def core_url(core: CoreConfig) -> str:
     host = core.host
@@ -114,7 +117,7 @@ class Prepared:
 
     resources: ResourceSet
     jobs: dict[str, StackJob]  # every stack of the resources that can be planned
-    pool_endpoint: Any
+    pool_endpoint: ServerEndpoint
 
 
 def prepare(config: BootstrapConfig, core: CoreConfig) -> Prepared:
@@ -153,14 +156,17 @@ def prepare(config: BootstrapConfig, core: CoreConfig) -> Prepared:
     sc: ServerConfig = server.config
     if not sc.address or not sc.public_key:
         raise ConfigError(
-            f"server {config.server!r}: the bootstrap dials the manager's periphery: give it"
+            f"{config.source}: server {config.server!r}: the bootstrap dials the manager's"
+            " periphery: give it"
             " [server.config] address (where the periphery listens) and public_key"
         )
     base = Path(core.source).resolve().parent if core.source else Path.cwd()
     try:
         endpoint = endpoint_of(config.server, sc.public_key, sc.address, values, base)
     except (BadKey, CoreError) as exc:
-        raise ConfigError(f"server {config.server!r}: public_key unusable: {exc}") from exc
+        raise ConfigError(
+            f"{config.source}: server {config.server!r}: public_key unusable: {exc}"
+        ) from exc
     return Prepared(rs, jobs, endpoint)
 
 
@@ -192,7 +198,10 @@ class Bootstrap:
         prepared = await anyio.to_thread.run_sync(prepare, self.config, self.core)
         self._prepared = prepared
         await anyio.to_thread.run_sync(lambda: self.state_dir.mkdir(parents=True, exist_ok=True))
-        store = await anyio.to_thread.run_sync(Store.open, self.core.data_dir)
+        try:
+            store = await anyio.to_thread.run_sync(Store.open, self.core.data_dir)
+        except CoreError as exc:
+            raise BootstrapFailed("config", f"the core's state: {exc}", "fix data_dir") from exc
         pool = PeripheryPool(
             key,
             PoolSettings(
@@ -393,11 +402,13 @@ class Bootstrap:
         except DeployRefused as exc:
             raise BootstrapFailed(step, str(exc), "fix the stack's resource") from exc
         records = self.deploys.records
+        seen: set[tuple[str, str]] = set()
         try:
             with anyio.fail_after(self.config.stack_timeout * len(names)):
                 while True:
                     run = await anyio.to_thread.run_sync(records.run, run_id)
                     assert run is not None
+                    self._report_steps(step, run, seen)
                     if run["status"] != "running":
                         break
                     await anyio.sleep(POLL)
@@ -423,6 +434,20 @@ class Bootstrap:
             f"deploy run {run_id} failed:\n" + "\n".join(problems),
             "fix the stack (its files in git, or its resource)",
         )
+
+    def _report_steps(self, step: str, run: dict[str, Any], seen: set[tuple[str, str]]) -> None:
+        """Each deploy step of the run that ended since the last look, to the progress."""
+        for deploy in run.get("deploys") or []:
+            for item in deploy.get("steps") or []:
+                key = (str(deploy["stack"]), str(item["step"]))
+                if item.get("finished_at") is None or key in seen:
+                    continue
+                seen.add(key)
+                took = float(item["finished_at"]) - float(item.get("started_at") or 0)
+                message = f": {item['message']}" if item.get("message") else ""
+                self.progress.detail(
+                    step, f"{key[0]}: {key[1]} {item['status']}{message} ({took:.1f}s)"
+                )
 
     async def _secret_users(self) -> tuple[str, str]:
         plan = await self._secret_plan()
@@ -534,8 +559,10 @@ class Bootstrap:
             if run_id is None:
                 return DONE, summary
             with anyio.move_on_after(self.config.core.sync_timeout):
+                seen: set[tuple[str, str]] = set()
                 while True:
                     run = await self._api(session, "GET", f"/api/runs/{run_id}")
+                    self._report_steps("first sync", run, seen)
                     if run["status"] != "running":
                         break
                     await anyio.sleep(POLL)

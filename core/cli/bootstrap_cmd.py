@@ -41,6 +41,9 @@ class _Printer:
     def started(self, step: str) -> None:
         print(f"{self._c('1', '→')} {step} …", flush=True)
 
+    def detail(self, step: str, text: str) -> None:
+        print(f"    {self._c('2', '·')} {text}", flush=True)
+
     def finished(self, result: StepResult) -> None:
         mark = self._c("32", "✓") if result.status == "done" else self._c("2", "=")
         print(

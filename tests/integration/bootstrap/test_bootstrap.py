@@ -295,7 +295,7 @@ def steps_of(output: str) -> dict[str, str]:
     """Step → its status, from the progress lines ``  ✓ step: done — ...``."""
     out = {}
     for line in output.splitlines():
-        if line.startswith("  ") and ": " in line and " — " in line:
+        if line.startswith(("  ✓ ", "  = ")) and ": " in line and " — " in line:
             step, rest = line[4:].split(": ", 1)
             out[step] = rest.split(" — ", 1)[0]
     return out
