@@ -1,4 +1,4 @@
-"""The core's HTTP application: ``/api/...`` (bearer token) and ``/healthz``.
+"""The core's HTTP application: ``/api/...`` (bearer token), ``/ws/events`` and ``/healthz``.
 
 ``build_app(config)`` returns an :class:`aiohttp.web.Application`. Other parts of the core extend
 it without editing this module: pass ``setup=[fn, ...]`` (each ``fn(app)`` may add routes,
@@ -23,6 +23,9 @@ import msgspec
 from aiohttp import web
 
 from core.config import CoreConfig
+from core.events.bus import EventBus
+from core.events.model import Kind, PlanMade, ResourceApplied
+from core.events.stream import EventStream
 from core.exceptions import (
     CoreError,
     PlanError,
@@ -50,6 +53,7 @@ AFTER_APPLY = web.AppKey("after_apply", AfterApply)
 STORE = web.AppKey("store", Store)
 SYNCS = web.AppKey("syncs", SyncService)
 PROTECTED_PREFIXES = web.AppKey("protected_prefixes", list[str])
+EVENTS = web.AppKey("events", EventBus)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _encoder = msgspec.json.Encoder()
@@ -63,7 +67,7 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     return json_response({"error": {"code": code, "message": message, **extra}}, status)
 
 
-def _bearer_ok(request: web.Request, tokens: Sequence[str]) -> bool:
+def bearer_ok(request: web.Request, tokens: Sequence[str]) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -117,7 +121,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if any(request.path.startswith(p) for p in request.app[PROTECTED_PREFIXES]):
-        if not _bearer_ok(request, request.app[CONFIG].api_tokens):
+        if not bearer_ok(request, request.app[CONFIG].api_tokens):
             return error_response(
                 401,
                 "unauthorized",
@@ -154,9 +158,40 @@ async def _list_syncs(request: web.Request) -> web.Response:
     return json_response({"syncs": names})
 
 
+def publish_plan(app: web.Application, plan: Plan) -> None:
+    app[EVENTS].publish(
+        Kind.PLAN_MADE,
+        f"sync:{plan.sync}",
+        PlanMade(
+            plan=plan.id,
+            sync=plan.sync,
+            commit=plan.commit or "",
+            counts=plan.counts(),
+            deploys=[d.stack for d in plan.deploys],
+        ),
+    )
+
+
+def publish_applied(app: web.Application, plan: Plan) -> None:
+    bus = app[EVENTS]
+    for change in plan.changes:
+        bus.publish(
+            Kind.RESOURCE_APPLIED,
+            f"{change.kind}:{change.name}",
+            ResourceApplied(
+                plan=plan.id,
+                sync=plan.sync,
+                type=change.kind,
+                name=change.name,
+                action=change.action,
+            ),
+        )
+
+
 async def _plan(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     plan = await anyio.to_thread.run_sync(request.app[SYNCS].plan, name)
+    publish_plan(request.app, plan)
     return json_response(_plan_json(plan), 201)
 
 
@@ -180,6 +215,7 @@ async def _apply(request: web.Request) -> web.Response:
             f" with POST /api/syncs/{name}/plan",
         )
     plan, revision = await anyio.to_thread.run_sync(request.app[SYNCS].apply, name, plan_id)
+    publish_applied(request.app, plan)
     answer: dict[str, Any] = {"plan": _plan_json(plan), "revision": revision}
     after = request.app.get(AFTER_APPLY)
     if after is not None:
@@ -191,13 +227,17 @@ def build_app(
     config: CoreConfig,
     *,
     store: Store | None = None,
+    events: EventBus | None = None,
     setup: Sequence[Callable[[web.Application], None]] = (),
 ) -> web.Application:
     """The core's application. ``store`` defaults to the one in ``config.data_dir``, opened at
-    startup and closed at cleanup; ``setup`` functions extend the app (routes, hooks)."""
+    startup and closed at cleanup; ``events`` to a bus that keeps events in memory only;
+    ``setup`` functions extend the app (routes, hooks)."""
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_errors, _auth])
     app[CONFIG] = config
     app[PROTECTED_PREFIXES] = ["/api/"]
+    app[EVENTS] = events if events is not None else EventBus(None)
+    stream = EventStream(app[EVENTS], config.api_tokens, config.event_origins, config.event_queue)
 
     async def state(app: web.Application) -> AsyncIterator[None]:
         own = store is None
@@ -214,6 +254,7 @@ def build_app(
 
     app.cleanup_ctx.append(state)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/ws/events", stream.handle)
     app.router.add_get("/api/resources", _list_resources)
     app.router.add_get("/api/syncs", _list_syncs)
     app.router.add_post("/api/syncs/{name}/plan", _plan)

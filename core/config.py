@@ -12,6 +12,14 @@
     poll_interval = 60               # seconds between looks at each git sync's branch; 0: never
     resources = ["/etc/stackward/resources.toml"]  # local files or directories loaded at start
     max_body_bytes = 1048576         # HTTP request bodies larger than this are refused
+    event_origins = ["https://dash.example.org"]  # browser Origins allowed on /ws/events
+    event_queue = 1024               # events queued per subscriber before it is "lagged"
+    event_keep = 200000              # events kept in the store (the newest) ...
+    event_keep_days = 14             # ... and for at most this long
+    public_status = false            # true: GET /status/NAME answers without a token
+    drift_grace = 30                 # seconds a stack may be unhealthy before it is drift
+    drift_redeploys = 3              # on_drift = "redeploy": at most this many ...
+    drift_window = 3600              # ... redeploys per stack in this many seconds
 
     [secrets]                        # values for [[NAME]] the resource files do not define
     DB_PASSWORD = "..."
@@ -52,6 +60,14 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Swarm secrets the core keeps: logical name → the key of its value in ``secrets``.
     swarm_secrets: dict[str, str] = msgspec.field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024
+    event_origins: list[str] = msgspec.field(default_factory=list)
+    event_queue: int = 1024
+    event_keep: int = 200_000
+    event_keep_days: float = 14.0
+    public_status: bool = False
+    drift_grace: float = 30.0
+    drift_redeploys: int = 3
+    drift_window: float = 3600.0
     # Where the config was read from (not a key of the file).
     source: str = ""
 
@@ -128,6 +144,16 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
                 f'{file}: key "swarm_secrets.{logical}": {key!r} is not a key of [secrets]'
                 " with a value"
             )
+    for key, value, low in (
+        ("event_queue", cfg.event_queue, 16),
+        ("event_keep", cfg.event_keep, 100),
+        ("event_keep_days", cfg.event_keep_days, 0.01),
+        ("drift_grace", cfg.drift_grace, 0),
+        ("drift_redeploys", cfg.drift_redeploys, 0),
+        ("drift_window", cfg.drift_window, 1),
+    ):
+        if value < low:
+            raise ConfigError(f'{file}: key "{key}": must be at least {low}')
     tokens = list(cfg.api_tokens)
     tokens_file = rel(cfg.api_tokens_file)
     if tokens_file:

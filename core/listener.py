@@ -18,13 +18,23 @@ import anyio
 import anyio.to_thread
 from aiohttp import web
 
-from core.app import STORE, SYNCS, error_response, json_response
+from core.app import (
+    STORE,
+    SYNCS,
+    error_response,
+    json_response,
+    publish_applied,
+    publish_plan,
+)
+from core.events.log import EventLog
+from core.events.model import ChangeDetected, Kind, WebhookAccepted
 from core.exceptions import CoreError
 from core.plan.planner import tracked_files
 from core.resources.models import StackConfig
 from core.resources.variables import Values
 from core.webhooks import (
     ACTIONS,
+    DELIVERY_TTL,
     FORGES,
     KINDS,
     Deliveries,
@@ -119,13 +129,35 @@ class Listener:
             )
             return error_response(401, "unauthorized", "unauthorized")
         event = event_of(forge, request.headers)
+        delivery = delivery_of(forge, request.headers)
+
+        def accepted(outcome: str, branch: str = "", commit: str = "") -> None:
+            self.runtime.events.publish(
+                Kind.WEBHOOK_ACCEPTED,
+                f"{_RESOURCE_KIND[kind]}:{name}",
+                WebhookAccepted(
+                    forge=forge,
+                    target=kind,
+                    name=name,
+                    action=action,
+                    event=event,
+                    delivery=delivery,
+                    branch=branch,
+                    commit=commit,
+                    outcome=outcome,
+                ),
+            )
+
         if event == "ping":
+            accepted("ping")
             return json_response({"ok": True, "event": "ping"})
         if event != "push":
+            accepted(f"ignored: event {event or '(none)'}")
             return json_response({"ignored": f"event {event or '(none)'}"}, 202)
         if resource is None:
             return error_response(404, f"{kind}_not_found", f"no {kind} named {name!r} is applied")
-        if not self.deliveries.first_time(delivery_of(forge, request.headers), time.time()):
+        if delivery and not await self._first_delivery(delivery):
+            accepted("duplicate")
             return json_response({"duplicate": True})
         try:
             push = parse_push(body)
@@ -133,20 +165,37 @@ class Listener:
             return error_response(400, "bad_request", f"not a push event: {exc}")
         branch = self._branch(kind, cfg, stored)
         if push.branch != branch:
+            accepted(f"ignored: push to {push.branch}", push.branch, push.after)
             return json_response({"ignored": f"push to {push.branch!r}, not {branch!r}"}, 202)
         tg = self.runtime.task_group
         if tg is None:
             return error_response(503, "unavailable", "the core is starting or stopping")
         if kind == "sync":
-            tg.start_soon(self._sync, request.app, name, action != "refresh")
+            accepted("sync" if action != "refresh" else "refresh", push.branch, push.after)
+            tg.start_soon(self._sync, request.app, name, action != "refresh", "webhook")
         elif kind == "stack":
             touched = _touches(cfg, push.changed)
             if not (touched or cfg.get("webhook_force_deploy")) or action == "refresh":
+                accepted("ignored: the push does not touch this stack", push.branch, push.after)
                 return json_response({"ignored": "the push does not touch this stack"}, 202)
-            tg.start_soon(self._deploy, request.app, name, resource.sync)
+            accepted("deploy", push.branch, push.after)
+            tg.start_soon(self._deploy, request.app, name, resource.sync, push.after)
         else:
+            accepted("pull", push.branch, push.after)
             tg.start_soon(self._pull, name, cfg, push.after)
         return json_response({"accepted": True, "commit": push.after}, 202)
+
+    async def _first_delivery(self, delivery: str) -> bool:
+        """De-duplicated for ``DELIVERY_TTL``: in the store (survives restarts) and in memory."""
+        now = time.time()
+        if not self.deliveries.first_time(delivery, now):
+            return False
+        log_ = EventLog(self.runtime.store)
+        try:
+            return await anyio.to_thread.run_sync(log_.first_delivery, delivery, now, DELIVERY_TTL)
+        except CoreError as exc:  # the store failed: the in-memory check stands
+            log.warning("webhook delivery %s: %s", delivery, exc)
+            return True
 
     async def poll(self, app: web.Application, interval: float) -> None:
         """Look at every git-backed sync's branch every ``interval`` seconds (jittered ±20%);
@@ -172,9 +221,9 @@ class Listener:
                 last = await anyio.to_thread.run_sync(app[STORE].sync_commit, name)
                 if head != last:
                     log.info("poll %s: %s is at %s (was %s)", name, branch, head[:12], last[:12])
-                    await self._sync(app, name, True)
+                    await self._sync(app, name, True, "poll")
 
-    async def _sync(self, app: web.Application, name: str, apply: bool) -> None:
+    async def _sync(self, app: web.Application, name: str, apply: bool, source: str) -> None:
         if name in self._sync_running:
             self._sync_again.add(name)  # one follow-up run, at whatever is newest then
             return
@@ -183,9 +232,24 @@ class Listener:
             while True:
                 self._sync_again.discard(name)
                 try:
+                    previous = await anyio.to_thread.run_sync(app[STORE].sync_commit, name)
                     plan = await anyio.to_thread.run_sync(app[SYNCS].plan, name)
+                    fetch = app[SYNCS].fetch_seconds.get(name, 0.0)
+                    self.runtime.events.publish(
+                        Kind.CHANGE_DETECTED,
+                        f"sync:{name}",
+                        ChangeDetected(
+                            source=source,
+                            sync=name,
+                            commit=plan.commit or "",
+                            previous=previous or "",
+                            fetch_ms=round(fetch * 1000, 2),
+                        ),
+                    )
+                    publish_plan(app, plan)
                     if apply and (plan.changes or plan.deploys):
-                        await anyio.to_thread.run_sync(app[SYNCS].apply, name, plan.id)
+                        applied, _ = await anyio.to_thread.run_sync(app[SYNCS].apply, name, plan.id)
+                        publish_applied(app, applied)
                         await self.runtime.after_apply(app, name, plan)
                 except CoreError as exc:
                     log.warning("webhook sync %s: %s", name, exc)
@@ -194,10 +258,17 @@ class Listener:
         finally:
             self._sync_running.discard(name)
 
-    async def _deploy(self, app: web.Application, name: str, sync: str) -> None:
+    async def _deploy(self, app: web.Application, name: str, sync: str, commit: str) -> None:
+        self.runtime.events.publish(
+            Kind.CHANGE_DETECTED,
+            f"stack:{name}",
+            ChangeDetected(source="webhook", sync=sync, commit=commit),
+        )
         try:
             rs, _ = await anyio.to_thread.run_sync(app[SYNCS].load, sync)
-            await self.runtime.deploys.start(rs, [name], f"webhook: deploy {name}")
+            await self.runtime.deploys.start(
+                rs, [name], f"webhook: deploy {name}", commits={name: commit}
+            )
         except CoreError as exc:
             log.warning("webhook deploy %s: %s", name, exc)
 

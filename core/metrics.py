@@ -25,6 +25,9 @@ def render(
     peripheries_connected: int,
     peripheries_known: int,
     webhooks_by_verdict: Mapping[str, int],
+    events_dropped: Mapping[str, int] | None = None,
+    events_dropped_gone: int = 0,
+    events_published: int = 0,
 ) -> str:
     lines: list[str] = []
 
@@ -73,5 +76,20 @@ def render(
         "counter",
         "Webhook deliveries by verdict since the core started.",
         [("", {"verdict": v}, float(n)) for v, n in sorted(webhooks_by_verdict.items())],
+    )
+    metric(
+        "stackward_events_published_total",
+        "counter",
+        "Events published since the core started.",
+        [("", {}, float(events_published))],
+    )
+    dropped = [("", {"subscriber": k}, float(n)) for k, n in sorted((events_dropped or {}).items())]
+    dropped.append(("", {"subscriber": "gone"}, float(events_dropped_gone)))
+    metric(
+        "stackward_events_dropped_total",
+        "counter",
+        "Events dropped for a subscriber that fell behind (connected ones by id; 'gone': all"
+        " that have left).",
+        dropped,
     )
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -83,6 +83,9 @@ class PeripheryPool:
         self._tg: anyio.abc.TaskGroup | None = None
         self._outer: anyio.abc.TaskGroup | None = None
         self._session: aiohttp.ClientSession | None = None
+        # Called with each new channel, in a task that lives as long as it; and when it ends.
+        self.on_connected: Callable[[str, CoreChannel], Awaitable[None]] | None = None
+        self.on_lost: Callable[[str, str], None] | None = None
         self.acceptor = Acceptor(
             private_key=private_key,
             role=Role.CORE,
@@ -226,6 +229,8 @@ class PeripheryPool:
             async with anyio.create_task_group() as tg:
                 await tg.start(channel.run)
                 state.notify()
+                if self.on_connected is not None:
+                    tg.start_soon(self._companion, state.endpoint.name, channel)
         finally:
             if state.channel is channel:
                 state.channel = None
@@ -233,6 +238,24 @@ class PeripheryPool:
             state.attempts += 1
             state.notify()
             log.warning("server %s disconnected: %s", state.endpoint.name, channel.close_reason)
+            if self.on_lost is not None:
+                self.on_lost(state.endpoint.name, channel.close_reason or "closed")
+
+    async def _companion(self, name: str, channel: CoreChannel) -> None:
+        """Run ``on_connected`` for as long as the channel lives (cancelled when it closes)."""
+        assert self.on_connected is not None
+        async with anyio.create_task_group() as tg:
+
+            async def until_closed() -> None:
+                await channel.wait_closed()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(until_closed)
+            try:
+                await self.on_connected(name, channel)
+            except Exception:
+                log.exception("server %s: the connection hook failed", name)
+            await anyio.sleep_forever()
 
     # --------------------------------------------------------------------------- dial-in
 

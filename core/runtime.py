@@ -24,18 +24,29 @@ import msgspec
 from aiohttp import web
 
 from core.agents import endpoints_from_store
-from core.app import AFTER_APPLY, STORE, SYNCS, error_response, json_response
+from core.app import AFTER_APPLY, STORE, SYNCS, bearer_ok, error_response, json_response
 from core.config import CoreConfig
 from core.deploy.service import DeployRefused, DeployService
+from core.drift import DriftWatch
+from core.events.bus import EventBus
+from core.events.model import (
+    DockerEngine,
+    DockerEventData,
+    Kind,
+    PeripheryConnected,
+    PeripheryLost,
+)
 from core.exceptions import ConfigError, CoreError
 from core.listener import Listener
 from core.metrics import render as render_metrics
 from core.plan.models import Plan
+from core.plan.service import SyncService
 from core.pool import PeripheryPool, PoolSettings
 from core.store import Store
 from protocol.exceptions import ChannelError
 from protocol.keys import PrivateKey
-from protocol.messages import DeployMode, HealthGateReport, StackState
+from protocol.messages import DeployMode, DockerEvents, HealthGateReport, StackState, WatchDocker
+from protocol.transport import CoreChannel
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +58,25 @@ class CoreRuntime:
         store: Store,
         private_key: PrivateKey,
         pool_settings: PoolSettings | None = None,
+        *,
+        events: EventBus | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.events = events if events is not None else EventBus(None)
         self.pool = PeripheryPool(private_key, pool_settings)
-        self.deploys = DeployService(config, store, self.pool)
+        self.pool.on_connected = self._on_connected
+        self.pool.on_lost = self._on_lost
+        self.deploys = DeployService(config, store, self.pool, events=self.events)
         self.listener = Listener(self)
+        self.drift = DriftWatch(self)
         self._tg: anyio.abc.TaskGroup | None = None
+        self._app: web.Application | None = None
+
+    @property
+    def syncs(self) -> SyncService:
+        assert self._app is not None, "the app is not set up"
+        return self._app[SYNCS]
 
     @property
     def task_group(self) -> anyio.abc.TaskGroup | None:
@@ -67,6 +90,7 @@ class CoreRuntime:
             self._tg = tg
             await tg.start(self.pool.run)
             await tg.start(self.deploys.run)
+            await tg.start(self.drift.run)
             await self.refresh_servers()
             task_status.started()
             try:
@@ -81,10 +105,59 @@ class CoreRuntime:
         self.pool.set_servers(endpoints)
         return problems
 
+    # ------------------------------------------------------------------- peripheries
+
+    async def _on_connected(self, server: str, channel: CoreChannel) -> None:
+        """While the channel lives: say so, then follow the server's Docker events."""
+        peer = channel.peer
+        self.events.publish(
+            Kind.PERIPHERY_CONNECTED,
+            f"server:{server}",
+            PeripheryConnected(server=server, key=peer.public_key.fingerprint()),
+        )
+
+        def on_events(frame: DockerEvents) -> None:
+            for ev in frame.events:
+                info = self.drift.managed.stack_of(ev.type, ev.name, ev.project)
+                self.events.publish(
+                    Kind.DOCKER,
+                    f"stack:{info.name}" if info is not None else f"server:{server}",
+                    DockerEventData(
+                        server=server,
+                        type=ev.type,
+                        action=ev.action,
+                        actor=ev.actor,
+                        name=ev.name,
+                        stack=info.name if info is not None else "",
+                        service=ev.service,
+                        detail=dict(ev.detail),
+                    ),
+                )
+            if frame.engine:
+                self.events.publish(
+                    Kind.DOCKER_ENGINE,
+                    f"server:{server}",
+                    DockerEngine(server=server, state=frame.engine, message=frame.message),
+                )
+
+        try:
+            async with channel.call(WatchDocker(), on_events=on_events) as call:
+                result = await call.wait()
+            if result.error is not None:
+                log.warning("server %s: no Docker events: %s", server, result.error.message)
+        except ChannelError as exc:
+            log.info("server %s: Docker events ended: %s", server, exc)
+
+    def _on_lost(self, server: str, reason: str) -> None:
+        self.events.publish(
+            Kind.PERIPHERY_LOST, f"server:{server}", PeripheryLost(server=server, reason=reason)
+        )
+
     # ------------------------------------------------------------------------------ app
 
     def setup(self, app: web.Application) -> None:
         app[RUNTIME] = self
+        self._app = app
         if self.config.poll_interval > 0:
             app.on_startup.append(self._start_polling)
         app.router.add_get("/ws/periphery", self.pool.handle_dial_in)
@@ -96,6 +169,7 @@ class CoreRuntime:
         app.router.add_get("/api/deploys/{id}/log", self._get_log)
         app.router.add_get("/api/servers", self._servers)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/status/{name}", self._public_status)
         self.listener.setup(app)
         app[AFTER_APPLY] = self.after_apply
 
@@ -107,6 +181,9 @@ class CoreRuntime:
             peripheries_connected=len(self.pool.connected()),
             peripheries_known=len(self.pool.known()),
             webhooks_by_verdict=self.listener.verdicts,
+            events_dropped={str(s.id): s.dropped for s in self.events.subscribers()},
+            events_dropped_gone=self.events.dropped_gone,
+            events_published=self.events.published,
         )
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
@@ -147,11 +224,30 @@ class CoreRuntime:
 
     async def _stack_status(self, request: web.Request) -> web.Response:
         """The stack as it runs now (200 when every service is healthy, else 503)."""
-        name = request.match_info["name"]
-        stored = await anyio.to_thread.run_sync(request.app[STORE].resources)
+        status, body = await self.stack_health(request.match_info["name"])
+        return json_response(body, status)
+
+    async def _public_status(self, request: web.Request) -> web.Response:
+        """``GET /status/NAME``: a short answer for uptime monitors (Uptime Kuma's HTTP
+        monitor): 200 healthy, 503 not, 404 unknown. Open only with ``public_status``."""
+        if not self.config.public_status and not bearer_ok(request, self.config.api_tokens):
+            return error_response(401, "unauthorized", "missing or wrong bearer token")
+        status, body = await self.stack_health(request.match_info["name"])
+        short: dict[str, Any] = {k: body[k] for k in ("stack", "healthy", "error") if k in body}
+        if "services" in body:
+            bad = [s["service"] for s in body["services"] if not s["healthy"]]
+            short["unhealthy"] = bad
+        return json_response(short, status)
+
+    async def stack_health(self, name: str) -> tuple[int, dict[str, Any]]:
+        stored = await anyio.to_thread.run_sync(self.store.resources)
         resource = stored.get(("stack", name))
         if resource is None:
-            return error_response(404, "stack_not_found", f"no stack named {name!r} is applied")
+            return 404, {
+                "stack": name,
+                "healthy": False,
+                "error": {"code": "stack_not_found", "message": f"no stack named {name!r}"},
+            }
         cfg: dict[str, Any] = resource.config.get("config", {})
         last = (await anyio.to_thread.run_sync(self.deploys.records.last_deploys)).get(name)
         body: dict[str, Any] = {"stack": name, "last_deploy": last}
@@ -174,11 +270,11 @@ class CoreRuntime:
             )
         except (CoreError, ChannelError) as exc:
             body.update(healthy=False, error=f"server {server!r}: {exc}")
-            return json_response(body, 503)
+            return 503, body
         if result.error is not None or not isinstance(result.value, HealthGateReport):
             message = result.error.message if result.error else "no state"
             body.update(healthy=False, error=message)
-            return json_response(body, 503)
+            return 503, body
         report = result.value
         healthy = report.exists and all(v.healthy for v in report.services)
         body.update(
@@ -186,7 +282,7 @@ class CoreRuntime:
             running=report.exists,
             services=[msgspec.to_builtins(v) for v in report.services],
         )
-        return json_response(body, 200 if healthy else 503)
+        return (200 if healthy else 503), body
 
     async def _get_run(self, request: web.Request) -> web.Response:
         run = await anyio.to_thread.run_sync(self.deploys.records.run, _int(request, "id"))

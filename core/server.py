@@ -16,6 +16,9 @@ from aiohttp import web
 
 from core.app import build_app
 from core.config import CoreConfig
+from core.events.bus import BusSettings, EventBus
+from core.events.log import EventLog
+from core.events.model import CoreStarted, Kind, ResourcesLoaded
 from core.runtime import CoreRuntime, load_private_key
 from core.store import Store
 from protocol.memory import keep_large_buffers
@@ -30,13 +33,28 @@ async def serve(
     started: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until a signal (or cancellation). ``started(port)`` is called once listening."""
-    await anyio.to_thread.run_sync(_check_resources, config)
+    loaded = await anyio.to_thread.run_sync(_check_resources, config)
     store = await anyio.to_thread.run_sync(Store.open, config.data_dir)
     try:
         async with anyio.create_task_group() as tg:
+            bus = EventBus(
+                EventLog(store),
+                BusSettings(
+                    keep_events=config.event_keep, keep_seconds=config.event_keep_days * 86400
+                ),
+            )
+            await tg.start(bus.run)
+            previous = bus.last_id
+            bus.publish(
+                Kind.CORE_STARTED,
+                "",
+                CoreStarted(version=_version(), listen=config.listen, last_event=previous),
+            )
+            if loaded is not None:
+                bus.publish(Kind.RESOURCES_LOADED, "sync:local", loaded)
             setups = list(setup)
             if config.private_key:
-                runtime = CoreRuntime(config, store, load_private_key(config))
+                runtime = CoreRuntime(config, store, load_private_key(config), events=bus)
                 await tg.start(runtime.run)
                 setups.append(runtime.setup)
             else:
@@ -44,7 +62,7 @@ async def serve(
                     "no private_key in the config: peripheries and deploys are off"
                     " (stackward keys new FILE, then private_key = FILE)"
                 )
-            await _serve_app(config, store, setups, started)
+            await _serve_app(config, store, bus, setups, started)
             tg.cancel_scope.cancel()
     finally:
         store.close()
@@ -53,10 +71,11 @@ async def serve(
 async def _serve_app(
     config: CoreConfig,
     store: Store,
+    bus: EventBus,
     setup: Sequence[Callable[[web.Application], None]],
     started: Callable[[int], None] | None,
 ) -> None:
-    app = build_app(config, store=store, setup=setup)
+    app = build_app(config, store=store, events=bus, setup=setup)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:
@@ -74,10 +93,19 @@ async def _serve_app(
         await runner.cleanup()
 
 
-def _check_resources(config: CoreConfig) -> None:
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stackward")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _check_resources(config: CoreConfig) -> ResourcesLoaded | None:
     if not config.resources:
         log.info("no local resources configured")
-        return
+        return None
     from core.resources import validate
 
     rs = validate(config.resources)
@@ -89,6 +117,13 @@ def _check_resources(config: CoreConfig) -> None:
         len(rs.resources),
         len(rs.errors),
         len(rs.warnings),
+    )
+    return ResourcesLoaded(
+        source="local",
+        files=len(rs.files),
+        resources=len(rs.resources),
+        errors=len(rs.errors),
+        warnings=len(rs.warnings),
     )
 
 

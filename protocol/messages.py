@@ -220,6 +220,14 @@ class StackState(_Command, frozen=True, tag="stack_state"):
     ignore_services: list[str] = []
 
 
+class WatchDocker(_Command, frozen=True, tag="watch_docker"):
+    """Follow the engine's events until cancelled: ``DockerEvents`` frames carry them (and the
+    engine's state: lost, resumed) under this request's id. The stream is picked up again
+    after the engine restarts."""
+
+    types: list[str] = msgspec.field(default_factory=lambda: ["container", "service", "node"])
+
+
 class HealthReport(msgspec.Struct, frozen=True, tag_field="t", tag="health"):
     version: str
     protocol: int
@@ -306,6 +314,29 @@ class Result(_Frame, frozen=True, tag="res"):
     value: ResultValue | None = None
 
 
+class DockerEvent(msgspec.Struct, frozen=True):
+    """One engine event, reduced to what the core uses (no labels beyond the stack's own)."""
+
+    time_nano: int
+    type: str  # container | service | node
+    action: str  # start, die, oom, health_status, update, remove, ...
+    actor: str  # the object's id
+    name: str = ""
+    project: str = ""  # com.docker.compose.project or com.docker.stack.namespace
+    service: str = ""  # com.docker.compose.service or com.docker.swarm.service.name
+    detail: dict[str, str] = {}  # exitCode, health, replicas.old/new, state.old/new, ...
+
+
+class DockerEvents(_Frame, frozen=True, tag="docker"):
+    """Engine events for a ``WatchDocker`` request ``id``; ``engine`` is set when the event
+    stream was lost ("lost", with ``message``) or picked up again ("resumed")."""
+
+    id: int
+    events: list[DockerEvent] = []
+    engine: str = ""
+    message: str = ""
+
+
 CoreFrame = Request | Cancel | Heartbeat | Error
 """Frames the core sends and the periphery decodes."""
 
@@ -320,10 +351,10 @@ class OutputView(_Frame, frozen=True, tag="out"):
     data: memoryview
 
 
-PeripheryFrame = Output | Result | Heartbeat | Error
+PeripheryFrame = Output | Result | Heartbeat | Error | DockerEvents
 """Frames the periphery sends."""
 
-PeripheryFrameView = OutputView | Result | Heartbeat | Error
+PeripheryFrameView = OutputView | Result | Heartbeat | Error | DockerEvents
 """The same frames as the core decodes them."""
 
 
@@ -405,6 +436,7 @@ Command = (
     | SwarmRemove
     | WaitHealthy
     | StackState
+    | WatchDocker
     | SwarmInit
     | SecretList
     | SecretCreate

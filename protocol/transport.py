@@ -23,7 +23,7 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, cast
@@ -31,6 +31,7 @@ from typing import Any, Protocol, cast
 import aiohttp
 import anyio
 import anyio.abc
+import msgspec
 from aiohttp import web
 
 from protocol import codec
@@ -54,6 +55,7 @@ from protocol.messages import (
     Cancel,
     Command,
     CoreFrame,
+    DockerEvents,
     Error,
     ErrorCode,
     ErrorInfo,
@@ -549,6 +551,7 @@ class Call:
         "result",
         "_failure",
         "_abandoned",
+        "on_events",
     )
 
     def __init__(self, channel: CoreChannel, request_id: int, buffer: int) -> None:
@@ -562,6 +565,7 @@ class Call:
         self.result: Result | None = None
         self._failure: ChannelError | None = None
         self._abandoned = False
+        self.on_events: Callable[[DockerEvents], None] | None = None
 
     def __aiter__(self) -> Call:
         return self
@@ -667,6 +671,10 @@ class CoreChannel(_ChannelBase):
                 call = self._calls.get(request_id)
                 if call is not None:
                     await call._deliver(frame)
+            case DockerEvents(id=request_id):
+                call = self._calls.get(request_id)
+                if call is not None and call.on_events is not None:
+                    call.on_events(frame)
             case Heartbeat(reply=False, seq=seq):
                 await self._send(codec.encode(Heartbeat(seq=seq, reply=True)))
             case Heartbeat():
@@ -686,11 +694,17 @@ class CoreChannel(_ChannelBase):
     def _coalesce(self) -> bool:
         return len(self._calls) > 1
 
-    def call(self, command: Command) -> _CallContext:
-        """``async with channel.call(cmd) as call``: start a request; cancel it on early exit."""
-        return _CallContext(self, command)
+    def call(
+        self, command: Command, on_events: Callable[[DockerEvents], None] | None = None
+    ) -> _CallContext:
+        """``async with channel.call(cmd) as call``: start a request; cancel it on early exit.
+        ``on_events`` gets the request's ``DockerEvents`` frames, in the reader's task: it must
+        not block."""
+        return _CallContext(self, command, on_events)
 
-    async def _start(self, command: Command) -> Call:
+    async def _start(
+        self, command: Command, on_events: Callable[[DockerEvents], None] | None = None
+    ) -> Call:
         if self.closed:
             raise ChannelClosed(self.close_reason or "the channel is closed")
         try:
@@ -699,6 +713,7 @@ class CoreChannel(_ChannelBase):
             await self._slots.acquire()
         request_id = next(self._ids)
         call = Call(self, request_id, self.settings.output_buffer)
+        call.on_events = on_events
         self._calls[request_id] = call
         try:
             await self._send(codec.encode(Request(id=request_id, command=command)))
@@ -727,13 +742,19 @@ class CoreChannel(_ChannelBase):
 
 
 class _CallContext:
-    def __init__(self, channel: CoreChannel, command: Command) -> None:
+    def __init__(
+        self,
+        channel: CoreChannel,
+        command: Command,
+        on_events: Callable[[DockerEvents], None] | None = None,
+    ) -> None:
         self._channel = channel
         self._command = command
+        self._on_events = on_events
         self._call: Call | None = None
 
     async def __aenter__(self) -> Call:
-        self._call = await self._channel._start(self._command)
+        self._call = await self._channel._start(self._command, self._on_events)
         return self._call
 
     async def __aexit__(
@@ -789,6 +810,10 @@ class OutputWriter:
 
     async def stderr(self, data: bytes) -> None:
         await self.write(Stream.STDERR, data)
+
+    async def events(self, frame: DockerEvents) -> None:
+        """Send a ``DockerEvents`` frame for this request (its ``id`` is set here)."""
+        await self._channel._send(codec.encode(msgspec.structs.replace(frame, id=self._id)))
 
     def chunk_buffer(self, size: int) -> tuple[bytearray, memoryview]:
         """A fresh buffer for one chunk of up to ``size`` bytes and the view to fill (e.g. with

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets as pysecrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,6 +32,8 @@ from core.deploy.secrets import (
     wanted_versions,
 )
 from core.deploy.stack import StackJob, deploy_stack, run_step
+from core.events.bus import EventBus
+from core.events.model import DeployFinished, DeployOutput, DeployStarted, DeployStep, Kind
 from core.exceptions import CoreError, PeripheryUnavailable, SecretsUnavailable
 from core.git import GitError, resolve_branch
 from core.pool import PeripheryPool
@@ -75,6 +77,9 @@ class _Live:
     """What one running deploy has not yet written to the store."""
 
     deploy_id: int
+    run_id: int = 0
+    trigger: str = ""
+    started: float = field(default_factory=time.monotonic)
     seq: int = 0
     pending: list[OutputLine] = field(default_factory=list)
 
@@ -89,6 +94,11 @@ class _Recorder:
 
     async def step_started(self, job: StackJob, step: str) -> None:
         live = self._live(job)
+        self.service.events.publish(
+            Kind.DEPLOY_STEP,
+            f"stack:{job.name}",
+            DeployStep(deploy=live.deploy_id, stack=job.name, step=step, state="started"),
+        )
         await anyio.to_thread.run_sync(self.service.records.step_started, live.deploy_id, step)
 
     async def output(self, job: StackJob, step: str, stream: Stream, data: bytes) -> None:
@@ -96,6 +106,18 @@ class _Recorder:
         text = self.masker.mask(data.decode("utf-8", errors="replace"))
         name = "stderr" if stream is Stream.STDERR else "stdout"
         live.pending.append(OutputLine(live.seq, step, name, time.time(), text))
+        self.service.events.publish(
+            Kind.DEPLOY_OUTPUT,
+            f"stack:{job.name}",
+            DeployOutput(
+                deploy=live.deploy_id,
+                stack=job.name,
+                step=step,
+                stream=name,
+                seq=live.seq,
+                text=text,
+            ),
+        )
         live.seq += 1
         if len(live.pending) >= FLUSH_LINES:
             await self.flush(live)
@@ -109,8 +131,21 @@ class _Recorder:
     ) -> None:
         live = self._live(job)
         await self.flush(live)
+        masked = self.masker.mask(message)
+        self.service.events.publish(
+            Kind.DEPLOY_STEP,
+            f"stack:{job.name}",
+            DeployStep(
+                deploy=live.deploy_id,
+                stack=job.name,
+                step=step,
+                state="ok" if ok else "failed",
+                message=masked,
+                seconds=round(seconds, 3),
+            ),
+        )
         await anyio.to_thread.run_sync(
-            self.service.records.step_finished, live.deploy_id, step, ok, self.masker.mask(message)
+            self.service.records.step_finished, live.deploy_id, step, ok, masked
         )
 
 
@@ -122,11 +157,13 @@ class DeployService:
         pool: PeripheryPool,
         *,
         parallel: int = DEFAULT_PARALLEL,
+        events: EventBus | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.records = DeployRecords(store)
         self.pool = pool
+        self.events = events if events is not None else EventBus(None)
         self.parallel = parallel
         self.instance = pysecrets.token_hex(8)  # this process, as a lock holder
         # Swarm secret versions to deploy with (logical → versioned name), set by whoever knows
@@ -150,9 +187,19 @@ class DeployService:
 
     # ------------------------------------------------------------------------------- start
 
-    async def start(self, rs: ResourceSet, stacks: Sequence[str], trigger: str) -> int:
+    async def start(
+        self,
+        rs: ResourceSet,
+        stacks: Sequence[str],
+        trigger: str,
+        *,
+        commits: Mapping[str, str] | None = None,
+    ) -> int:
         """Check and record a run of ``stacks`` (deploy order from ``rs``); run it in the
-        background; return its id. Raises ``DeployRefused`` before anything runs."""
+        background; return its id. Raises ``DeployRefused`` before anything runs.
+
+        ``commits`` pins stacks to a commit (a webhook's push names it); the others deploy the
+        head of their branch."""
         if self._tg is None:
             raise DeployRefused("the deploy service is not running")
         if not stacks:
@@ -171,7 +218,7 @@ class DeployService:
         jobs: dict[str, StackJob] = {}
         for name, plan in plans.items():
             src = plan.source
-            commit = src.commit
+            commit = src.commit or (commits or {}).get(name, "")
             if not commit:
                 key = (src.url, src.branch)
                 if key not in heads:
@@ -190,7 +237,7 @@ class DeployService:
             self.records.start_run, trigger, [(n, jobs[n].server) for n in sorted(jobs)]
         )
         for name in jobs:
-            self._live[name] = _Live(ids[name])
+            self._live[name] = _Live(ids[name], run_id, trigger)
         masker = values
         repos = {p.repo.name: _RepoState() for p in plans.values() if p.repo is not None}
         self._tg.start_soon(self._execute, run_id, graph, jobs, plans, masker, repos)
@@ -217,6 +264,7 @@ class DeployService:
         async def finished(outcome: StackOutcome) -> None:
             live = self._live.get(outcome.name)
             if live is not None and outcome.status is Status.SKIPPED:
+                self._publish_finished(outcome.name, live, "skipped", outcome.reason)
                 await anyio.to_thread.run_sync(
                     self.records.deploy_finished, live.deploy_id, "skipped", outcome.reason
                 )
@@ -327,9 +375,22 @@ class DeployService:
                 self.records.lock, job.name, self.instance, live.deploy_id
             )
         except StackLocked as exc:
-            await self._finish(live, "failed", str(exc))
+            await self._finish(job.name, live, "failed", str(exc))
             raise StackFailed(str(exc)) from exc
         try:
+            live.started = time.monotonic()
+            self.events.publish(
+                Kind.DEPLOY_STARTED,
+                f"stack:{job.name}",
+                DeployStarted(
+                    run=live.run_id,
+                    deploy=live.deploy_id,
+                    stack=job.name,
+                    server=server,
+                    commit=job.commit,
+                    trigger=live.trigger,
+                ),
+            )
             await anyio.to_thread.run_sync(
                 self.records.deploy_started, live.deploy_id, token, server
             )
@@ -337,7 +398,7 @@ class DeployService:
                 channel = await self.pool.channel(server, CHANNEL_WAIT)
             except PeripheryUnavailable as exc:
                 message = f"server {server!r}: {exc}"
-                await self._finish(live, "failed", message)
+                await self._finish(job.name, live, "failed", message)
                 raise StackFailed(message) from exc
             try:
                 if job.mode is DeployMode.SWARM:  # the versioned swarm secrets (deploy.secrets)
@@ -348,15 +409,36 @@ class DeployService:
                 commit = await deploy_stack(channel, job, recorder, Fence(job.name, token))
             except StackFailed as exc:
                 await recorder.flush(live)
-                await self._finish(live, "failed", recorder.masker.mask(str(exc)))
+                await self._finish(job.name, live, "failed", recorder.masker.mask(str(exc)))
                 raise
             await recorder.flush(live)
-            await self._finish(live, "healthy", "", commit)
+            await self._finish(job.name, live, "healthy", "", commit)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self.records.unlock, job.name, token)
 
-    async def _finish(self, live: _Live, status: str, reason: str, commit: str = "") -> None:
+    def _publish_finished(self, name: str, live: _Live, status: str, reason: str) -> None:
+        self.events.publish(
+            Kind.DEPLOY_FINISHED,
+            f"stack:{name}",
+            DeployFinished(
+                run=live.run_id,
+                deploy=live.deploy_id,
+                stack=name,
+                status=status,
+                message=reason,
+                seconds=round(time.monotonic() - live.started, 3),
+            ),
+        )
+
+    def running(self) -> set[str]:
+        """The stacks being deployed now."""
+        return set(self._live)
+
+    async def _finish(
+        self, name: str, live: _Live, status: str, reason: str, commit: str = ""
+    ) -> None:
+        self._publish_finished(name, live, status, reason)
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(
                 self.records.deploy_finished, live.deploy_id, status, reason, commit

@@ -65,6 +65,7 @@ class SyncService:
         self._base = Path(config.source).resolve().parent if config.source else Path.cwd()
         key = store.fingerprint_key()
         self._fingerprint = lambda v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+        self.fetch_seconds: dict[str, float] = {}  # the last git fetch of each sync, for events
 
     # -- syncs --------------------------------------------------------------------------------
     def sync_names(self) -> list[str]:
@@ -108,7 +109,9 @@ class SyncService:
         data = Path(self.config.data_dir)
         mirror = data / "git" / "syncs" / f"{slug}.git"
         try:
+            started = time.perf_counter()
             update_mirror(url, mirror)
+            self.fetch_seconds[name] = time.perf_counter() - started
             commit = branch_commit(mirror, branch)
             tree = data / "git" / "trees" / slug / commit
             export_tree(mirror, commit, tree)

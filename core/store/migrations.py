@@ -111,4 +111,26 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         INSERT INTO meta (key, value) VALUES ('fence', '0');
         """,
     ),
+    (
+        3,
+        """
+        -- Events: everything that happens, with a monotonic id (ids are reserved in blocks in
+        -- meta 'event_id', so they keep growing across restarts, even after a crash).
+        CREATE TABLE events (
+            id       INTEGER PRIMARY KEY,
+            time     REAL NOT NULL,
+            kind     TEXT NOT NULL,
+            resource TEXT NOT NULL DEFAULT '',
+            data     BLOB NOT NULL
+        );
+        CREATE INDEX events_time ON events (time);
+        INSERT INTO meta (key, value) VALUES ('event_id', '0');
+
+        -- Webhook deliveries seen (de-duplicated for a day, across restarts).
+        CREATE TABLE webhook_deliveries (
+            delivery TEXT PRIMARY KEY,
+            seen_at  REAL NOT NULL
+        );
+        """,
+    ),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from periphery.config import LoadedConfig
-from periphery.handlers import health, run
+from periphery.handlers import docker_events, health, run
 from protocol.messages import (
     Checkout,
     Command,
@@ -25,6 +25,7 @@ from protocol.messages import (
     SwarmInit,
     SwarmRemove,
     WaitHealthy,
+    WatchDocker,
 )
 
 if TYPE_CHECKING:
@@ -83,3 +84,5 @@ class Dispatcher:
                 from periphery.handlers import host  # deferred like the deploy operations
 
                 return await host.handle(command, out)
+            case WatchDocker():
+                return await docker_events.handle(command, out)

@@ -122,3 +122,52 @@ def test_bad_config_names_file_and_key(tmp_path: Path) -> None:
     proc = cli("core", "--config", str(cfg))
     assert proc.returncode == 2
     assert f'{cfg}: key "listen"' in proc.stderr
+
+
+def test_events_replays_follows_live_and_exits_after_count(core: tuple[str, Path]) -> None:
+    import json
+
+    url, _ = core
+    env = {**os.environ, "STACKWARD_URL": url, "STACKWARD_TOKEN": TOKEN, "NO_COLOR": "1"}
+    # Live: waits for two resource.applied events, printed as JSON lines.
+    live = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "core.cli",
+            "events",
+            "--kind",
+            "resource",
+            "--count",
+            "2",
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)  # connected (a late start would still see them: --since is not needed)
+        assert cli("apply", "--yes", env=env).returncode == 0
+        out, err = live.communicate(timeout=30)
+    finally:
+        if live.poll() is None:
+            live.kill()
+    assert live.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["kind"] for e in events] == ["resource.applied", "resource.applied"]
+    assert {e["data"]["name"] for e in events} == {"h1", "web"}
+
+    # Replay from the start, readable lines: the core started, the files loaded, the plan.
+    replay = cli("events", "--since", "0", "--count", "4", env=env)
+    assert replay.returncode == 0, replay.stderr
+    lines = replay.stdout.splitlines()
+    assert "core.started" in lines[0] and "#1 " in lines[0]
+    assert "resources.loaded" in lines[1] and "2 resource(s) from 1 file(s)" in lines[1]
+    assert "plan.made" in lines[2] and "sync:local" in lines[2]
+    assert "resource.applied" in lines[3] and "create" in lines[3]
+
+    bad = cli("events", "--token", "not-the-token-at-all", env=env)
+    assert bad.returncode == 255 and "refused (401)" in bad.stderr

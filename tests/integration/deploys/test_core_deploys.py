@@ -68,6 +68,8 @@ def resource_file(prefix: str, repo: Repo, key_line: str, stacks: list[dict[str,
         block = [f'[[stack]]\nname = "{prefix}-{s["name"]}"\ndeploy = true\ntier = "{s["tier"]}"']
         if s.get("after"):
             block.append("after = " + toml_value([f"{prefix}-{a}" for a in s["after"]]))
+        if s.get("on_drift"):
+            block.append(f"on_drift = {toml_value(s['on_drift'])}")
         block.append("[stack.config]")
         block.append('swarm = "lab"' if s["mode"] == "swarm" else 'server = "manager"')
         block.append(f'linked_repo = "lab"\nrun_directory = "stacks/{s["name"]}"')

@@ -113,6 +113,27 @@ commands = deploy_commands | st.one_of(
         timeout=st.floats(min_value=0.001, max_value=1e6),
     ),
     bootstrap_commands,
+    st.builds(messages.WatchDocker, types=st.lists(small_text, max_size=3)),
+)
+docker_events = st.builds(
+    messages.DockerEvents,
+    id=ids,
+    events=st.lists(
+        st.builds(
+            messages.DockerEvent,
+            time_nano=ids,
+            type=small_text,
+            action=small_text,
+            actor=small_text,
+            name=small_text,
+            project=small_text,
+            service=small_text,
+            detail=st.dictionaries(small_text, small_text, max_size=3),
+        ),
+        max_size=3,
+    ),
+    engine=st.sampled_from(["", "lost", "resumed"]),
+    message=small_text,
 )
 error_infos = st.builds(
     messages.ErrorInfo, code=st.sampled_from(messages.ErrorCode), message=small_text
@@ -173,6 +194,7 @@ periphery_frames = st.one_of(
     ),
     heartbeats,
     errors,
+    docker_events,
 )
 nonces = st.binary(min_size=32, max_size=32)
 roles = st.sampled_from(messages.Role)
@@ -257,7 +279,15 @@ def test_server_handshake_round_trip(message: msgspec.Struct) -> None:
 def test_every_message_type_is_covered() -> None:
     """A new message type must be added to the strategies above."""
     frames = {t.__name__ for t in (*messages.CoreFrame.__args__, *messages.PeripheryFrame.__args__)}
-    assert frames == {"Request", "Cancel", "Heartbeat", "Error", "Output", "Result"}
+    assert frames == {
+        "Request",
+        "Cancel",
+        "Heartbeat",
+        "Error",
+        "Output",
+        "Result",
+        "DockerEvents",
+    }
     assert {t.__name__ for t in messages.Command.__args__} == {
         "Health",
         "Echo",
@@ -275,6 +305,7 @@ def test_every_message_type_is_covered() -> None:
         "SecretList",
         "SecretCreate",
         "SecretRemove",
+        "WatchDocker",
     }
     assert {t.__name__ for t in messages.ResultValue.__args__} == {
         "HealthReport",
