@@ -236,7 +236,7 @@ class Bootstrap:
         await self._step("secrets", self._secrets)
         for name in self.config.stacks:
             await self._step(f"stack {name}", functools.partial(self._stack, name))
-        if self.config.secret:
+        if self.config.secret or self.core.swarm_secrets:
             await self._step("secret users", self._secret_users)
             await self._step("old secrets", self._old_secrets)
         await self._step("core", self._start_core)
@@ -353,9 +353,14 @@ class Bootstrap:
         return {spec.name: read(spec) for spec in self.config.secret}
 
     async def _secrets(self) -> tuple[str, str]:
-        if not self.config.secret:
+        """The listed secrets and those the core keeps ([swarm_secrets]), at their current
+        versions."""
+        values = {
+            **self.deploys.core_secret_values(),
+            **await anyio.to_thread.run_sync(self._read_values),
+        }
+        if not values:
             return UNCHANGED, "no secrets listed"
-        values = await anyio.to_thread.run_sync(self._read_values)
         self._wanted = wanted_versions(values)
         self.deploys.pinned_secrets = dict(self._wanted)
         created, _ = await ensure_versions(await self._channel(), values)

@@ -286,7 +286,7 @@ class DeployService:
             await anyio.to_thread.run_sync(self.records.finish_run, run_id, status)
         log.info("deploy run %s %s", run_id, status)
 
-    def _core_secret_values(self) -> dict[str, bytes]:
+    def core_secret_values(self) -> dict[str, bytes]:
         """The swarm secrets the core keeps (``[swarm_secrets]``): logical name → value."""
         held = self.config.secrets
         return {
@@ -300,7 +300,7 @@ class DeployService:
     ) -> dict[str, str]:
         """The ``*_SECRET`` variables of a Swarm deploy; the core's own secrets' current
         versions created first where missing. Raises ``StackFailed`` when they cannot be."""
-        values = self._core_secret_values()
+        values = self.core_secret_values()
         if not values:
             return await secret_env(channel, self.pinned_secrets)
         async with self._secrets_lock:
@@ -318,7 +318,7 @@ class DeployService:
 
     async def _remove_old_secrets(self, servers: set[str]) -> None:
         """After a run: old versions of the core's swarm secrets that no service uses go."""
-        wanted = wanted_versions(self._core_secret_values())
+        wanted = wanted_versions(self.core_secret_values())
         for server in sorted(servers):
             try:
                 channel = await self.pool.channel(server, CHANNEL_WAIT)
