@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 SYSTEMCTL_TIMEOUT = 60.0
@@ -51,8 +52,10 @@ def stackward_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "core.cli", *args]
 
 
-def start(state_dir: Path, name: str, argv: list[str]) -> int:
-    """Start ``argv`` under a supervisor; the supervisor's pid."""
+def start(state_dir: Path, name: str, argv: list[str], drop_env: Iterable[str] = ()) -> int:
+    """Start ``argv`` under a supervisor; the supervisor's pid. ``drop_env``: variables it
+    must not inherit (the bootstrap's secret sources)."""
+    env = {k: v for k, v in os.environ.items() if k not in set(drop_env)}
     state_dir.mkdir(parents=True, exist_ok=True)
     with log_file(state_dir, name).open("ab") as log:
         proc = subprocess.Popen(
@@ -61,7 +64,7 @@ def start(state_dir: Path, name: str, argv: list[str]) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**env, "PYTHONUNBUFFERED": "1"},
         )
     pid_file(state_dir, name).write_text(f"{proc.pid}\n")
     return proc.pid

@@ -260,6 +260,11 @@ class Bootstrap:
     # ------------------------------------------------------------------------- helpers
 
     @property
+    def _secret_vars(self) -> list[str]:
+        """Environment variables that hold secret values: not for the processes we start."""
+        return [spec.env for spec in self.config.secret if spec.env]
+
+    @property
     def prepared(self) -> Prepared:
         assert self._prepared is not None
         return self._prepared
@@ -318,7 +323,7 @@ class Bootstrap:
             if pid is None:
                 argv = processes.stackward_argv("periphery", "--config", spec.config)
                 pid = await anyio.to_thread.run_sync(
-                    processes.start, self.state_dir, "periphery", argv
+                    processes.start, self.state_dir, "periphery", argv, self._secret_vars
                 )
                 how = f"started under supervision (pid {pid}, log {log_path})"
             else:
@@ -504,7 +509,7 @@ class Bootstrap:
                 if pid is None:
                     argv = processes.stackward_argv("core", "--config", self.core.source)
                     pid = await anyio.to_thread.run_sync(
-                        processes.start, self.state_dir, "core", argv
+                        processes.start, self.state_dir, "core", argv, self._secret_vars
                     )
                 log_path = processes.log_file(self.state_dir, "core")
                 how += f"started under supervision (pid {pid}, log {log_path})"

@@ -354,6 +354,8 @@ def test_from_a_left_swarm_to_a_synced_core_then_again_then_a_rotated_secret(
     assert lab.service_secrets() == [first_name]
     assert lab.service_secrets("app") == [key_name]
     assert lab.secret_in_container() == first_value
+    core_pid = int((lab.work / "state" / "core.pid").read_text())
+    assert b"LAB_TOKEN_VALUE" not in Path(f"/proc/{core_pid}/environ").read_bytes()
     assert lab.api("/api/servers")["servers"][0]["connected"] is True
     stacks = {s["name"]: s for s in lab.api("/api/stacks")["stacks"]}
     assert stacks[app]["last_deploy"]["status"] == "healthy"  # the core's first sync did it
