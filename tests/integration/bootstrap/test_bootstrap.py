@@ -7,7 +7,8 @@ then a secret whose source changed: the new version is created and used by the s
 old one is gone.
 
 On the shared engine (a swarm manager already, which must stay as it is): the same bootstrap,
-where the swarm step is the no-op case, and again.
+where the swarm step is the no-op case and the core's image is present, so the core runs as
+its stack (a stand-in image answering /healthz), and again.
 """
 
 from __future__ import annotations
@@ -74,6 +75,28 @@ secrets:
   apikey:
     external: true
     name: ${{{var}}}
+"""
+
+
+# Stands in for the core's image (deploy/stack.yml needs a real stackward image): answers
+# /healthz on the core's port, on the host's network as the real stack does.
+FAKE_CORE = """version: "3.8"
+services:
+  web:
+    image: {image}
+    init: true
+    command:
+      - sh
+      - -c
+      - >-
+        mkdir -p /tmp/w && echo ok > /tmp/w/healthz
+        && exec httpd -f -p 127.0.0.1:{port} -h /tmp/w
+    stop_grace_period: 1s
+    networks: [hostnet]
+networks:
+  hostnet:
+    external: true
+    name: host
 """
 
 
@@ -185,9 +208,14 @@ def versioned(logical: str, value: str) -> str:
     return f"{logical}_{hashlib.sha256(value.encode()).hexdigest()[:8]}"
 
 
-def make_lab(tmp_path: Path, prefix: str, env: dict[str, str], sync: str = "local") -> Lab:
+def make_lab(
+    tmp_path: Path, prefix: str, env: dict[str, str], sync: str = "local", core_image: str = ""
+) -> Lab:
+    """Keys, configs, a repository and a resource file; with ``core_image``, the core runs as
+    the stack ``PREFIX-core`` of that image (a stand-in answering /healthz on the core's port)."""
     secret = f"{prefix}-token"
     var = secret.upper().replace("-", "_") + "_SECRET"
+    agent_port, core_port = free_port(), free_port()
     app_secret = f"{prefix}-apikey"  # kept by the core: [swarm_secrets] in core.toml
     app_var = app_secret.upper().replace("-", "_") + "_SECRET"
     repo = Repo(tmp_path / "repo")
@@ -195,12 +223,12 @@ def make_lab(tmp_path: Path, prefix: str, env: dict[str, str], sync: str = "loca
         {
             "stacks/infra/compose.yaml": INFRA.format(image=IMAGE, var=var),
             "stacks/app/compose.yaml": APP.format(image=IMAGE, var=app_var),
+            "stacks/core/compose.yaml": FAKE_CORE.format(image=core_image, port=core_port),
         },
         "lab",
     )
     core_key = make_key(tmp_path / "core.key")
     agent_key = make_key(tmp_path / "manager.key")
-    agent_port, core_port = free_port(), free_port()
     token = secrets.token_urlsafe(24)
     resources = tmp_path / "resources.toml"
     resources.write_text(
@@ -219,6 +247,15 @@ def make_lab(tmp_path: Path, prefix: str, env: dict[str, str], sync: str = "loca
                 '[stack.config]\nswarm = "lab"\nlinked_repo = "lab"',
                 'run_directory = "stacks/app"',
                 "[stack.config.health]\ntimeout = 60\n",
+                *(
+                    [
+                        f'[[stack]]\nname = "{prefix}-core"\ntier = "infrastructure"',
+                        '[stack.config]\nswarm = "lab"\nlinked_repo = "lab"',
+                        'run_directory = "stacks/core"\n',
+                    ]
+                    if core_image
+                    else []
+                ),
             ]
         )
     )
@@ -263,6 +300,8 @@ start_timeout = 20
 
 [core]
 config = "{core}"
+stack = "{f"{prefix}-core" if core_image else ""}"
+image = "{core_image}"
 start_timeout = 30
 sync = "{sync}"
 sync_timeout = 90
@@ -291,12 +330,15 @@ def fresh_lab(tmp_path: Path, throwaway_engine: ThrowawayEngine) -> Iterator[Lab
 @pytest.fixture
 def shared_lab(tmp_path: Path, docker_env: DockerTestEnv) -> Iterator[Lab]:
     """A lab on the shared engine: every object carries the test's prefix and is removed."""
-    lab = make_lab(tmp_path, docker_env.prefix, {}, sync="")  # the other test syncs
+    image = f"{docker_env.prefix}-core:1"
+    docker_env.docker("tag", docker_env.image, image)
+    lab = make_lab(tmp_path, docker_env.prefix, {}, sync="", core_image=image)
     try:
         yield lab
     finally:
         lab.stop()
         docker_env.cleanup()
+        docker_env.docker("image", "rm", image, check=False)
         left = lab.secrets()
         if left:
             lab.docker("secret", "rm", *left, check=False)
@@ -396,7 +438,9 @@ def test_from_a_left_swarm_to_a_synced_core_then_again_then_a_rotated_secret(
     assert lab.secrets() == [new_key, second_name]
 
 
-def test_on_a_swarm_manager_already_the_swarm_is_left_as_it_is(shared_lab: Lab) -> None:
+def test_on_a_manager_the_swarm_is_left_alone_and_the_core_runs_as_its_stack(
+    shared_lab: Lab,
+) -> None:
     lab = shared_lab
     node = lab.docker("info", "--format", "{{.Swarm.NodeID}}")
     value = "shared-" + secrets.token_hex(8)
@@ -407,6 +451,9 @@ def test_on_a_swarm_manager_already_the_swarm_is_left_as_it_is(shared_lab: Lab) 
     assert f"a swarm manager already (node {node})" in done.stdout
     assert steps[f"stack {lab.prefix}-infra"] == "done", done.stdout
     assert steps["core"] == "done", done.stdout
+    assert f"deployed as the stack {lab.prefix}-core" in done.stdout  # its image is here
+    assert not (lab.work / "state" / "core.pid").exists()  # no process of ours
+    lab.wait_healthy()
     assert lab.service_secrets() == [versioned(lab.secret, value)]
     assert lab.secret_in_container() == value
     again = lab.bootstrap(value)
