@@ -48,24 +48,41 @@ def endpoints_from_store(
             )
             continue
         try:
-            endpoints.append(endpoint_of(name, spec, str(cfg.get("address", "")), values, base))
+            key = read_public_key(values.interpolate(spec, where=f"server {name!r}"), base)
         except (BadKey, CoreError) as exc:  # a malformed key, or [[NAME]] unknown
             problems.append(f"server {name!r}: public_key unusable: {exc}")
             continue
+        address = dial_url(str(cfg.get("address", "")))
+        endpoints.append(ServerEndpoint(name=name, public_key=key, address=address))
     for problem in problems:
         log.warning("%s", problem)
     return endpoints, problems
 
 
+def dial_url(address: str) -> str:
+    """The websocket URL for a server's ``address``: Komodo's ``https://HOST:8120`` becomes
+    ``wss://HOST:8120/ws`` (``http://`` becomes ``ws://``), a bare ``HOST[:PORT]`` is
+    ``wss://`` on port 8120 by default, and ``/ws`` is added when the path is missing."""
+    address = address.strip()
+    if not address:
+        return ""
+    for http, ws in (("http://", "ws://"), ("https://", "wss://")):
+        if address.startswith(http):
+            address = ws + address[len(http) :]
+    if not address.startswith(("ws://", "wss://")):
+        host_port = address.split("/", 1)[0]
+        has_port = host_port.rpartition(":")[2].isdigit() and not host_port.endswith("]")
+        address = f"wss://{address}" if has_port else f"wss://{address}:8120"
+    if not address.rstrip("/").endswith("/ws"):
+        address = address.rstrip("/") + "/ws"
+    return address
+
+
 def endpoint_of(
     name: str, key_spec: str, address: str, values: Values, base: Path
 ) -> ServerEndpoint:
-    """One server's endpoint from its ``public_key`` (interpolated) and ``address`` (normalised
-    to ``ws(s)://HOST:PORT/ws``). Raises ``BadKey`` or ``CoreError``."""
+    """One server's endpoint from its ``public_key`` (interpolated) and ``address`` (as
+    ``dial_url`` makes it), for a caller that has the resource rather than the store (the
+    bootstrap). Raises ``BadKey`` or ``CoreError``."""
     key = read_public_key(values.interpolate(key_spec, where=f"server {name!r}"), base)
-    address = address.strip()
-    if address and not address.startswith(("ws://", "wss://")):
-        address = f"wss://{address}" if ":" in address else f"wss://{address}:8120"
-    if address and not address.rstrip("/").endswith("/ws"):
-        address = address.rstrip("/") + "/ws"
-    return ServerEndpoint(name=name, public_key=key, address=address)
+    return ServerEndpoint(name=name, public_key=key, address=dial_url(address))

@@ -33,6 +33,7 @@ import anyio.abc
 import anyio.to_thread
 
 from core.events.model import Drift, Filter, HealthChanged, Kind
+from core.resources.variables import Values
 from protocol.messages import DeployMode, HealthGateReport, StackState
 
 if TYPE_CHECKING:
@@ -184,6 +185,7 @@ class DriftWatch:
         self.grace = config.drift_grace
         self.limiter = FlapLimiter(config.drift_redeploys, config.drift_window)
         self.managed = Managed()
+        self.masker = Values({}, runtime.config.secrets)  # what the state reports may quote
         self._stacks: dict[str, _StackWatch] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -195,6 +197,17 @@ class DriftWatch:
         stored = await anyio.to_thread.run_sync(self.runtime.store.resources)
         last = await anyio.to_thread.run_sync(records.last_deploys)
         self.managed = managed_from(stored, set(last))
+        variables = {
+            name: str(res.config.get("config", {}).get("value", ""))
+            for (kind, name), res in stored.items()
+            if kind == "variable"
+        }
+        secret = [
+            name
+            for (kind, name), res in stored.items()
+            if kind == "variable" and res.config.get("config", {}).get("is_secret")
+        ]
+        self.masker = Values(variables, self.runtime.config.secrets, secret)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -312,6 +325,7 @@ class DriftWatch:
             return False, "nothing of the stack runs", []
         bad = [v for v in report.services if not v.healthy]
         detail = "; ".join(f"{v.service}: {v.detail or v.state}" for v in bad) or "healthy"
+        detail = self.masker.mask(detail)  # the state may quote a container's log lines
         return not bad, detail, [v.service for v in bad]
 
     def _health(self, stack: str, healthy: bool, detail: str) -> None:

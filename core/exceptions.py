@@ -8,6 +8,8 @@
     ├── ResourceError          resource files are unusable (carries FILE:LINE findings)
     │   └── UnknownVariable    [[NAME]] is neither a variable nor a core-held secret
     ├── StoreError             the state database cannot be opened, migrated or written
+    ├── HostInstallError       ``stackward host install`` failed (bad target, SSH, the host)
+    │   └── HostUnreachable    no trusted, authenticated SSH session to the host
     ├── PlanError              a plan cannot be made or applied
     │   ├── PlanNotFound       no plan has that id
     │   ├── PlanStale          the state moved since the plan was made; plan again
@@ -63,6 +65,14 @@ class PlanStale(PlanError):
 
 class SyncNotFound(PlanError):
     """No resource sync has that name."""
+
+
+class HostInstallError(CoreError):
+    """``stackward host install`` cannot proceed: a bad argument or a failure on the host."""
+
+
+class HostUnreachable(HostInstallError):
+    """No trusted, authenticated SSH session: connection, host key or authentication failed."""
 
 
 class BootstrapFailed(CoreError):

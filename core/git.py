@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -110,8 +111,35 @@ def update_mirror(url: str, mirror: os.PathLike[str] | str) -> None:
     os.replace(tmp, path)
 
 
+def _read_ref(mirror: Path, ref: str) -> str:
+    """The commit a ref names, read from the mirror's files (a loose ref, then packed-refs);
+    "" when it is neither (a symbolic ref, say): ask git then."""
+    if ".." in ref.split("/"):
+        return ""
+    try:
+        loose = (mirror / ref).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        loose = ""
+    if _SHA.fullmatch(loose):
+        return loose
+    if loose:
+        return ""
+    try:
+        packed = (mirror / "packed-refs").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref and _SHA.fullmatch(sha):
+            return sha
+    return ""
+
+
 def branch_commit(mirror: os.PathLike[str] | str, branch: str) -> str:
     ref = branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+    fast = _read_ref(Path(mirror), ref)  # no process: this is on every webhook's path
+    if fast:
+        return fast
     out = _run(
         ["git", "--git-dir", str(mirror), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
         f"branch {branch!r}",
@@ -122,40 +150,72 @@ def branch_commit(mirror: os.PathLike[str] | str, branch: str) -> str:
 
 
 def export_tree(mirror: os.PathLike[str] | str, commit: str, dest: os.PathLike[str] | str) -> None:
-    """The files of ``commit`` under ``dest`` (made once; an existing one is kept)."""
+    """The files of ``commit`` under ``dest`` (made once; an existing one is kept).
+
+    One ``git archive`` read as a tar stream; members are extracted with the ``data`` filter,
+    so nothing lands outside ``dest`` (no absolute paths, no links out, no devices)."""
     target = Path(dest)
     if target.is_dir():
         return
+    if not _SHA.fullmatch(commit):
+        raise GitError(f"exporting {commit[:12]!r}: not a commit id")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
-    index = tmp.with_name(tmp.name + ".index")
     try:
-        env_index = {"GIT_INDEX_FILE": str(index)}
-        for argv in (
-            ["git", "--git-dir", str(mirror), "read-tree", commit],
-            [
-                "git",
-                "--git-dir",
-                str(mirror),
-                f"--work-tree={tmp}",
-                "checkout-index",
-                "--all",
-                "--force",
-            ],
-        ):
-            done = subprocess.run(
-                argv,
-                capture_output=True,
-                timeout=GIT_TIMEOUT,
-                env={**_env(), **env_index},
-                check=False,
-            )
-            if done.returncode != 0:
-                raise GitError(f"exporting {commit[:12]}: {done.stderr.decode().strip()}")
+        with subprocess.Popen(
+            ["git", "--git-dir", str(mirror), "archive", "--format=tar", commit],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
+        ) as proc:
+            assert proc.stdout is not None
+            try:
+                with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                    tar.extractall(tmp, filter="data")
+            except (tarfile.TarError, OSError) as exc:
+                proc.kill()
+                raise GitError(f"exporting {commit[:12]}: {exc}") from exc
+            finally:
+                try:
+                    err = proc.communicate(timeout=GIT_TIMEOUT)[1]
+                except subprocess.TimeoutExpired as exc:
+                    proc.kill()
+                    raise GitError(f"exporting {commit[:12]}: git took too long") from exc
+            if proc.returncode != 0:
+                raise GitError(f"exporting {commit[:12]}: {err.decode(errors='replace').strip()}")
         os.replace(tmp, target)
     finally:
-        index.unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_and_compare(
+    mirror: os.PathLike[str] | str, commit: str, dest: os.PathLike[str] | str, old: str
+) -> list[str]:
+    """``export_tree`` and ``changed_paths(old, commit)`` with their git processes running at
+    the same time (both are on every push's way to a deploy). ``GitError`` from the comparison
+    (``old`` gone after a force push) gives no changed paths."""
+    diff: subprocess.Popen[bytes] | None = None
+    if old and old != commit:
+        diff = subprocess.Popen(
+            ["git", "--git-dir", str(mirror), "diff", "--name-only", "--no-renames", old, commit],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
+        )
+    try:
+        export_tree(mirror, commit, dest)
+    finally:
+        out = b""
+        if diff is not None:
+            try:
+                out, _ = diff.communicate(timeout=GIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                diff.kill()
+                diff.communicate()
+                out = b""
+    if diff is None or diff.returncode != 0:
+        return []
+    return [line for line in out.decode(errors="replace").splitlines() if line]
 
 
 def changed_paths(mirror: os.PathLike[str] | str, old: str, new: str) -> list[str]:

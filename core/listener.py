@@ -128,6 +128,8 @@ class Listener:
                 "webhook %s: bad or missing signature from %s", request.path, request.remote
             )
             return error_response(401, "unauthorized", "unauthorized")
+        if resource is not None and cfg.get("webhook_enabled") is False:
+            return error_response(404, "webhook_off", f"webhook_enabled is false for {name!r}")
         event = event_of(forge, request.headers)
         delivery = delivery_of(forge, request.headers)
 
@@ -172,17 +174,17 @@ class Listener:
             return error_response(503, "unavailable", "the core is starting or stopping")
         if kind == "sync":
             accepted("sync" if action != "refresh" else "refresh", push.branch, push.after)
-            tg.start_soon(self._sync, request.app, name, action != "refresh", "webhook")
+            tg.start_soon(self.run_sync, request.app, name, action != "refresh", "webhook")
         elif kind == "stack":
-            touched = _touches(cfg, push.changed)
+            touched = touches(cfg, push.changed)
             if not (touched or cfg.get("webhook_force_deploy")) or action == "refresh":
                 accepted("ignored: the push does not touch this stack", push.branch, push.after)
                 return json_response({"ignored": "the push does not touch this stack"}, 202)
             accepted("deploy", push.branch, push.after)
-            tg.start_soon(self._deploy, request.app, name, resource.sync, push.after)
+            tg.start_soon(self.deploy, request.app, name, resource.sync, push.after)
         else:
             accepted("pull", push.branch, push.after)
-            tg.start_soon(self._pull, name, cfg, push.after)
+            tg.start_soon(self.pull, name, cfg, push.after)
         return json_response({"accepted": True, "commit": push.after}, 202)
 
     async def _first_delivery(self, delivery: str) -> bool:
@@ -197,33 +199,8 @@ class Listener:
             log.warning("webhook delivery %s: %s", delivery, exc)
             return True
 
-    async def poll(self, app: web.Application, interval: float) -> None:
-        """Look at every git-backed sync's branch every ``interval`` seconds (jittered ±20%);
-        a new head runs the sync, as a push would. Runs until cancelled."""
-        import random
-
-        from core.git import GitError, resolve_branch
-
-        rng = random.Random()
-        while True:
-            await anyio.sleep(interval * rng.uniform(0.8, 1.2))
-            stored = await anyio.to_thread.run_sync(app[STORE].resources)
-            for (kind, name), res in sorted(stored.items()):
-                cfg: dict[str, Any] = res.config.get("config", {})
-                if kind != "resource_sync" or cfg.get("files_on_host"):
-                    continue
-                try:
-                    url, branch = await anyio.to_thread.run_sync(app[SYNCS].repository_of, name)
-                    head = await resolve_branch(url, branch)
-                except (CoreError, GitError) as exc:
-                    log.info("poll %s: %s", name, exc)
-                    continue
-                last = await anyio.to_thread.run_sync(app[STORE].sync_commit, name)
-                if head != last:
-                    log.info("poll %s: %s is at %s (was %s)", name, branch, head[:12], last[:12])
-                    await self._sync(app, name, True, "poll")
-
-    async def _sync(self, app: web.Application, name: str, apply: bool, source: str) -> None:
+    async def run_sync(self, app: web.Application, name: str, apply: bool, source: str) -> None:
+        """Plan (and apply) a sync; a run asked for while one goes queues one follow-up run."""
         if name in self._sync_running:
             self._sync_again.add(name)  # one follow-up run, at whatever is newest then
             return
@@ -258,38 +235,46 @@ class Listener:
         finally:
             self._sync_running.discard(name)
 
-    async def _deploy(self, app: web.Application, name: str, sync: str, commit: str) -> None:
+    async def deploy(
+        self, app: web.Application, name: str, sync: str, commit: str, source: str = "webhook"
+    ) -> None:
+        """Deploy one stack at ``commit`` (a push named it, or polling found it)."""
         self.runtime.events.publish(
             Kind.CHANGE_DETECTED,
             f"stack:{name}",
-            ChangeDetected(source="webhook", sync=sync, commit=commit),
+            ChangeDetected(source=source, sync=sync, commit=commit),
         )
         try:
             rs, _ = await anyio.to_thread.run_sync(app[SYNCS].load, sync)
             await self.runtime.deploys.start(
-                rs, [name], f"webhook: deploy {name}", commits={name: commit}
+                rs, [name], f"{source}: deploy {name}", commits={name: commit}
             )
         except CoreError as exc:
-            log.warning("webhook deploy %s: %s", name, exc)
+            log.warning("%s deploy %s: %s", source, name, exc)
 
-    async def _pull(self, name: str, cfg: dict[str, Any], commit: str) -> None:
+    async def pull(self, name: str, cfg: dict[str, Any], commit: str) -> bool:
+        """Move a ``[[repo]]``'s clone on its server to ``commit``; True when it moved."""
+        from core.poller import repo_url
         from protocol.messages import RepoSync
 
-        server, path, url = str(cfg.get("server", "")), str(cfg.get("path", "")), cfg.get("url")
+        server, path, url = str(cfg.get("server", "")), str(cfg.get("path", "")), repo_url(cfg)
         if not (server and path and url and commit):
-            log.warning("webhook pull %s: the repo needs server, path and url", name)
-            return
+            log.warning("pull %s: the repo needs server, path and url", name)
+            return False
         try:
             channel = await self.runtime.pool.channel(server, 15.0)
-            result, _ = await channel.request(RepoSync(url=str(url), commit=commit, path=path))
+            result, _ = await channel.request(RepoSync(url=url, commit=commit, path=path))
         except Exception as exc:  # the channel's and the pool's errors alike
-            log.warning("webhook pull %s: %s", name, exc)
-            return
+            log.warning("pull %s: %s", name, exc)
+            return False
         if result.error is not None:
-            log.warning("webhook pull %s: %s", name, result.error.message)
+            log.warning("pull %s: %s", name, result.error.message)
+            return False
+        return True
 
 
-def _touches(cfg: dict[str, Any], changed: tuple[str, ...]) -> bool:
+def touches(cfg: dict[str, Any], changed: tuple[str, ...]) -> bool:
+    """Whether a push changing ``changed`` touches the stack configured by ``cfg``."""
     import msgspec
 
     stack = msgspec.convert(cfg, StackConfig)

@@ -41,6 +41,7 @@ from core.listener import Listener
 from core.metrics import render as render_metrics
 from core.plan.models import Plan
 from core.plan.service import SyncService
+from core.poller import Poller
 from core.pool import PeripheryPool, PoolSettings
 from core.store import Store
 from protocol.exceptions import ChannelError
@@ -69,6 +70,7 @@ class CoreRuntime:
         self.pool.on_lost = self._on_lost
         self.deploys = DeployService(config, store, self.pool, events=self.events)
         self.listener = Listener(self)
+        self.poller = Poller(self)
         self.drift = DriftWatch(self)
         self._tg: anyio.abc.TaskGroup | None = None
         self._app: web.Application | None = None
@@ -189,7 +191,7 @@ class CoreRuntime:
 
     async def _start_polling(self, app: web.Application) -> None:
         if self._tg is not None:
-            self._tg.start_soon(self.listener.poll, app, self.config.poll_interval)
+            self._tg.start_soon(self.poller.run, app, self.config.poll_interval)
 
     async def _deploy_stack(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -332,12 +334,20 @@ class CoreRuntime:
             self._tg.start_soon(self._take_down, [c.name for c in deleted], plan)
             out["removed"] = [c.name for c in deleted]
         if plan.deploys:
-            rs, _ = await anyio.to_thread.run_sync(app[SYNCS].load, sync)
+            syncs = app[SYNCS]
+            rs, _ = await anyio.to_thread.run_sync(syncs.load, sync, plan.commit or "")
+            heads: dict[tuple[str, str], str] = {}
+            if plan.commit:  # stacks from the sync's own repository deploy the planned commit
+                try:
+                    heads[await anyio.to_thread.run_sync(syncs.repository_of, sync)] = plan.commit
+                except CoreError:
+                    pass
             try:
                 out["run"] = await self.deploys.start(
-                    rs, [d.stack for d in plan.deploys], f"apply {plan.id}"
+                    rs, [d.stack for d in plan.deploys], f"apply {plan.id}", heads=heads
                 )
             except DeployRefused as exc:
+                log.warning("sync %s: plan %s: the deploys did not start: %s", sync, plan.id, exc)
                 out["deploy_error"] = str(exc)
         return out
 

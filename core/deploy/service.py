@@ -194,12 +194,13 @@ class DeployService:
         trigger: str,
         *,
         commits: Mapping[str, str] | None = None,
+        heads: Mapping[tuple[str, str], str] | None = None,
     ) -> int:
         """Check and record a run of ``stacks`` (deploy order from ``rs``); run it in the
         background; return its id. Raises ``DeployRefused`` before anything runs.
 
         ``commits`` pins stacks to a commit (a webhook's push names it); the others deploy the
-        head of their branch."""
+        head of their branch (``heads``: branch heads already known, by ``(url, branch)``)."""
         if self._tg is None:
             raise DeployRefused("the deploy service is not running")
         if not stacks:
@@ -214,19 +215,19 @@ class DeployService:
                 plans[name] = plan_job(rs, name, values)
         except (JobError, CoreError) as exc:
             raise DeployRefused(str(exc)) from exc
-        heads: dict[tuple[str, str], str] = {}
+        known_heads: dict[tuple[str, str], str] = dict(heads or {})
         jobs: dict[str, StackJob] = {}
         for name, plan in plans.items():
             src = plan.source
             commit = src.commit or (commits or {}).get(name, "")
             if not commit:
                 key = (src.url, src.branch)
-                if key not in heads:
+                if key not in known_heads:
                     try:
-                        heads[key] = await resolve_branch(src.url, src.branch)
+                        known_heads[key] = await resolve_branch(src.url, src.branch)
                     except GitError as exc:
                         raise DeployRefused(f"stack {name!r}: {exc}") from exc
-                commit = heads[key]
+                commit = known_heads[key]
             jobs[name] = replace(plan.job, repo_url=src.url, commit=commit)
         graph = stack_graph([(s.name, s.tier, s.after) for s in rs.stacks()], rs.tiers)
         try:

@@ -31,16 +31,18 @@ from core.exceptions import CoreError, PlanError, ResourceError, SyncNotFound
 from core.git import (
     GitError,
     branch_commit,
-    changed_paths,
-    export_tree,
+    export_and_compare,
     provider_url,
     update_mirror,
 )
 from core.plan.models import Plan, SyncOptions
 from core.plan.planner import make_plan, sync_options
 from core.resources import Known, ResourceSet, validate
+from core.resources.models import CONFIG_TYPES, Resource, SourceRef
 from core.resources.variables import Values
 from core.store import Store
+
+_SHARED_KINDS = ("server", "swarm", "repo", "variable")
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class SyncService:
         key = store.fingerprint_key()
         self._fingerprint = lambda v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
         self.fetch_seconds: dict[str, float] = {}  # the last git fetch of each sync, for events
+        self._sources: dict[str, SyncSource] = {}  # the last files read of each git-backed sync
 
     # -- syncs --------------------------------------------------------------------------------
     def sync_names(self) -> list[str]:
@@ -114,7 +117,7 @@ class SyncService:
             self.fetch_seconds[name] = time.perf_counter() - started
             commit = branch_commit(mirror, branch)
             tree = data / "git" / "trees" / slug / commit
-            export_tree(mirror, commit, tree)
+            changed = tuple(export_and_compare(mirror, commit, tree, self.store.sync_commit(name)))
         except GitError as exc:
             raise PlanError(f'sync "{name}": {exc}') from exc
         paths = []
@@ -126,11 +129,6 @@ class SyncService:
             paths.append(str(full))
         if not paths:
             raise PlanError(f'sync "{name}" has no resource_path; add resource_path = ["..."]')
-        last = self.store.sync_commit(name)
-        try:
-            changed = tuple(changed_paths(mirror, last, commit))
-        except GitError:  # the last commit is gone (a force push): nothing is known to change
-            changed = ()
         return SyncSource(paths, sync_options(cfg), commit, changed)
 
     def repository_of(self, name: str) -> tuple[str, str]:
@@ -202,12 +200,36 @@ class SyncService:
             variables=by_kind.get("variable", set()) | set(self.config.secrets),
         )
 
-    def load(self, name: str) -> tuple[ResourceSet, SyncOptions]:
-        rs, source = self.load_source(name)
+    def load(self, name: str, commit: str = "") -> tuple[ResourceSet, SyncOptions]:
+        """The sync's resources for a deploy: its own, plus the servers, swarms, repos and
+        variables other syncs applied (a stack may link a ``[[repo]]`` another file defines).
+
+        With ``commit`` (a plan's), the files read for that plan are read again, without
+        another fetch."""
+        cached = self._sources.get(name)
+        if commit and cached is not None and cached.commit == commit:
+            rs, source = self._validate(name, cached), cached
+        else:
+            rs, source = self.load_source(name)
+        for (kind, other), stored in self.store.resources().items():
+            if kind not in _SHARED_KINDS or (kind, other) in rs.resources:
+                continue
+            try:
+                config = msgspec.convert(stored.config.get("config", {}), CONFIG_TYPES[kind])
+            except msgspec.ValidationError:
+                continue
+            rs.resources[(kind, other)] = Resource(
+                kind=kind, name=other, config=config, source=SourceRef(f"state:{stored.sync}", ())
+            )
         return rs, source.options
 
     def load_source(self, name: str) -> tuple[ResourceSet, SyncSource]:
         source = self._sync_source(name)
+        if source.commit:
+            self._sources[name] = source
+        return self._validate(name, source), source
+
+    def _validate(self, name: str, source: SyncSource) -> ResourceSet:
         paths = source.paths
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
@@ -218,7 +240,7 @@ class SyncService:
                 f'sync "{name}": the resource files have {len(rs.errors)} error(s)',
                 [f.format() for f in rs.sorted_findings() if f.severity == "error"],
             )
-        return rs, source
+        return rs
 
     def plan(self, name: str, *, changed_paths: Collection[str] = ()) -> Plan:
         """Plan the sync. For a git-backed sync the paths changed since its last applied commit

@@ -302,3 +302,10 @@ async def test_the_deploy_and_status_commands(core: Core, docker_env, tmp_path: 
     assert done.returncode == 0 and f"{p}-cli".encode() in done.stdout
     done = await anyio.run_process(stackward_argv("deploy", "nope"), env=env, check=False)
     assert done.returncode == 1 and b"stack_not_found" in done.stderr
+    # The short status for uptime monitors needs the token unless public_status is on.
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{core.url}/status/{p}-cli") as r:
+            assert r.status == 401
+        headers = {"Authorization": f"Bearer {core.token}"}
+        async with session.get(f"{core.url}/status/{p}-cli", headers=headers) as r:
+            assert r.status == 200 and (await r.json())["healthy"] is True

@@ -57,7 +57,9 @@ def container_of(docker_env, project: str) -> str:  # type: ignore[no-untyped-de
     return ids
 
 
-@pytest.mark.parametrize("core", [{"drift_grace": 1.0, "event_queue": 16}], indirect=True)
+@pytest.mark.parametrize(
+    "core", [{"drift_grace": 1.0, "event_queue": 16, "public_status": True}], indirect=True
+)
 async def test_deploys_on_the_stream_and_drift_by_hand(
     core: Core,
     docker_env,
@@ -135,6 +137,16 @@ async def test_deploys_on_the_stream_and_drift_by_hand(
                 what="alert unhealthy",
             )
             assert unhealthy["data"]["previous"] is True
+            # An uptime monitor (no token: public_status) sees it too.
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{core.url}/status/{p}-alert") as r:
+                    body = await r.json()
+                    assert r.status == 503 and body["healthy"] is False, body
+                    assert body["unhealthy"] == ["web"]
+                async with session.get(f"{core.url}/status/{p}-sw") as r:
+                    assert r.status == 200 and (await r.json())["healthy"] is True
+                async with session.get(f"{core.url}/status/nope") as r:
+                    assert r.status == 404
 
             # on_drift = "redeploy": the core deploys the stack again, and it runs again.
             heal = container_of(docker_env, f"{p}-heal")

@@ -199,6 +199,18 @@ async def test_a_webhook_push_redeploys_the_touched_stack_only(
     healthy = next(m for m in metrics if m.startswith('stackward_deploys_total{result="healthy"}'))
     assert int(healthy.split()[-1]) >= 3
 
+    # On the event stream (replayed from the store): the ping, the push, the duplicate, what
+    # the push changed (with the fetch timed on its own), and nothing for the bad requests.
+    from tests.support.events import watch
+
+    async with watch(core.url, core.token, "since=0&kind=webhook,change") as w:
+        await w.wait(lambda e: e["kind"] == "change.detected" and e["data"]["commit"] == head)
+        hooks = [e["data"] for e in w.of("webhook.accepted")]
+        assert [h["outcome"] for h in hooks] == ["ping", "sync", "duplicate"]
+        assert hooks[1]["delivery"] == "delivery-1" and hooks[1]["commit"] == head
+        change = w.of("change.detected", "sync:lab")[-1]["data"]
+        assert change["source"] == "webhook" and change["fetch_ms"] > 0
+
 
 @pytest.mark.parametrize("core", [{"poll_interval": 0.5}], indirect=True)
 async def test_polling_picks_up_a_push_with_no_webhook(
@@ -220,3 +232,38 @@ async def test_polling_picks_up_a_push_with_no_webhook(
                 break
             await anyio.sleep(0.2)
     assert last[f"{p}-two"]["commit"] != head
+
+
+@pytest.mark.parametrize("core", [{"poll_interval": 0.5}], indirect=True)
+async def test_polling_redeploys_a_stack_of_a_local_sync_when_its_repo_moves(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The stacks come from the local file, their compose files from a repo: polling the repo
+    redeploys the touched stack (and only it), and moves a [[repo]] clone to the new head."""
+    import anyio
+
+    p = docker_env.prefix
+    stacks = TWO
+    repo = Repo(tmp_path / "repo")
+    repo.commit(stack_files(stacks))
+    clone = tmp_path / "clone"
+    text = resource_file(p, repo, core.periphery.keys.public.openssh_line(), stacks)
+    text = text.replace(
+        '[[repo]]\nname = "lab"\n[repo.config]\n',
+        f'[[repo]]\nname = "lab"\n[repo.config]\nserver = "manager"\npath = "{clone}"\n',
+    )
+    core.resources.write_text(text)
+    applied = await core.sync()
+    assert (await core.wait_run(applied["run"]))["status"] == "succeeded"
+
+    touched = "stacks/two/compose.yaml"
+    head = repo.commit({touched: stack_files(stacks)[touched] + "# polled\n"})
+    with anyio.fail_after(60):
+        while True:
+            status, listing = await core.call("GET", "/api/stacks")
+            last = {s["name"]: s["last_deploy"] for s in listing["stacks"]}
+            if last[f"{p}-two"]["commit"] == head and last[f"{p}-two"]["status"] == "healthy":
+                break
+            await anyio.sleep(0.2)
+    assert last[f"{p}-one"]["commit"] != head  # untouched
+    assert (clone / touched).read_text().endswith("# polled\n")  # the repo's clone moved too
