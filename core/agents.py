@@ -76,3 +76,13 @@ def dial_url(address: str) -> str:
     if not address.rstrip("/").endswith("/ws"):
         address = address.rstrip("/") + "/ws"
     return address
+
+
+def endpoint_of(
+    name: str, key_spec: str, address: str, values: Values, base: Path
+) -> ServerEndpoint:
+    """One server's endpoint from its ``public_key`` (interpolated) and ``address`` (as
+    ``dial_url`` makes it), for a caller that has the resource rather than the store (the
+    bootstrap). Raises ``BadKey`` or ``CoreError``."""
+    key = read_public_key(values.interpolate(key_spec, where=f"server {name!r}"), base)
+    return ServerEndpoint(name=name, public_key=key, address=dial_url(address))

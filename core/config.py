@@ -24,6 +24,9 @@
     [secrets]                        # values for [[NAME]] the resource files do not define
     DB_PASSWORD = "..."
 
+    [swarm_secrets]                  # swarm secrets kept from [secrets] (core.deploy.secrets):
+    db_password = "DB_PASSWORD"      # each Swarm deploy creates a missing version first
+
 Relative paths are taken from the config file's directory. Every problem raises
 :class:`~core.exceptions.ConfigError` naming the file, the key and what is wrong.
 """
@@ -37,6 +40,7 @@ from pathlib import Path
 
 import msgspec
 
+from core.deploy.secrets import valid_logical_name
 from core.exceptions import ConfigError
 
 DEFAULT_LISTEN = "0.0.0.0:9120"
@@ -53,6 +57,8 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     poll_interval: float = 60.0  # seconds between looks at each git sync's branch (jittered)
     resources: list[str] = msgspec.field(default_factory=list)
     secrets: dict[str, str] = msgspec.field(default_factory=dict)
+    # Swarm secrets the core keeps: logical name → the key of its value in ``secrets``.
+    swarm_secrets: dict[str, str] = msgspec.field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024
     event_origins: list[str] = msgspec.field(default_factory=list)
     event_queue: int = 1024
@@ -127,6 +133,17 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
         raise ConfigError(f'{file}: key "max_body_bytes": at least 1024')
     if cfg.poll_interval < 0:
         raise ConfigError(f'{file}: key "poll_interval": seconds, 0 (never) or more')
+    for logical, key in cfg.swarm_secrets.items():
+        if not valid_logical_name(logical):
+            raise ConfigError(
+                f"{file}: key \"swarm_secrets.{logical}\": letters, digits, '_', '.' or '-',"
+                " at most 55, starting with a letter or digit"
+            )
+        if not cfg.secrets.get(key):
+            raise ConfigError(
+                f'{file}: key "swarm_secrets.{logical}": {key!r} is not a key of [secrets]'
+                " with a value"
+            )
     for key, value, low in (
         ("event_queue", cfg.event_queue, 16),
         ("event_keep", cfg.event_keep, 100),

@@ -10,10 +10,12 @@
     ├── StoreError             the state database cannot be opened, migrated or written
     ├── HostInstallError       ``stackward host install`` failed (bad target, SSH, the host)
     │   └── HostUnreachable    no trusted, authenticated SSH session to the host
-    └── PlanError              a plan cannot be made or applied
-        ├── PlanNotFound       no plan has that id
-        ├── PlanStale          the state moved since the plan was made; plan again
-        └── SyncNotFound       no resource sync has that name
+    ├── PlanError              a plan cannot be made or applied
+    │   ├── PlanNotFound       no plan has that id
+    │   ├── PlanStale          the state moved since the plan was made; plan again
+    │   └── SyncNotFound       no resource sync has that name
+    ├── BootstrapFailed        a bootstrap step failed (names it, says how to resume)
+    └── SecretsUnavailable     a periphery could not list, create or remove a swarm secret
 
 Each carries a message meant for a person: what went wrong and where.
 """
@@ -71,3 +73,17 @@ class HostInstallError(CoreError):
 
 class HostUnreachable(HostInstallError):
     """No trusted, authenticated SSH session: connection, host key or authentication failed."""
+
+
+class BootstrapFailed(CoreError):
+    """A step of the bootstrap failed: ``step`` names it, ``hint`` says what to do before running
+    the same command again (steps already done are skipped)."""
+
+    def __init__(self, step: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.step = step
+        self.hint = hint
+
+
+class SecretsUnavailable(CoreError):
+    """A periphery could not list, create or remove a swarm secret (its reason; never a value)."""

@@ -8,11 +8,14 @@
     ├── InvalidName            a stack, project or target name, or a commit id, is unusable
     ├── CommandFailed          a command could not be started or ended badly
     │   └── CommandTimeout     a command ran past its timeout; its process group was killed
-    └── DeployError            a deploy step failed (checkout, pre-deploy, deploy, health)
-        ├── CheckoutError
-        ├── PreDeployFailed
-        ├── StackDeployFailed  docker stack deploy / compose pull or up exited non-zero
-        └── HealthGateFailed
+    ├── DeployError            a deploy step failed (checkout, pre-deploy, deploy, health)
+    │   ├── CheckoutError
+    │   ├── PreDeployFailed
+    │   ├── StackDeployFailed  docker stack deploy / compose pull or up exited non-zero
+    │   └── HealthGateFailed
+    └── HostSetupError         the bootstrap's host commands: swarm init, swarm secrets
+        ├── SwarmStateError    the engine is in no state to init or use a swarm here
+        └── SecretError        a swarm secret could not be listed, created or removed
 
 Each carries a message meant for a person: what went wrong and where.
 """
@@ -62,3 +65,16 @@ class StackDeployFailed(DeployError):
 
 class HealthGateFailed(DeployError):
     """The stack did not become healthy within its timeout."""
+
+
+class HostSetupError(PeripheryError):
+    """A host set-up command of the bootstrap failed (swarm init, swarm secrets)."""
+
+
+class SwarmStateError(HostSetupError):
+    """The engine's swarm state does not allow the request (a worker, a swarm in error)."""
+
+
+class SecretError(HostSetupError):
+    """A swarm secret could not be listed, created or removed (the message says why; it never
+    contains the secret's value)."""

@@ -228,23 +228,6 @@ class WatchDocker(_Command, frozen=True, tag="watch_docker"):
     types: list[str] = msgspec.field(default_factory=lambda: ["container", "service", "node"])
 
 
-Command = (
-    Health
-    | Echo
-    | Run
-    | Checkout
-    | RepoSync
-    | PreDeploy
-    | ComposeUp
-    | SwarmDeploy
-    | ComposeDown
-    | SwarmRemove
-    | WaitHealthy
-    | StackState
-    | WatchDocker
-)
-
-
 class HealthReport(msgspec.Struct, frozen=True, tag_field="t", tag="health"):
     version: str
     protocol: int
@@ -273,9 +256,6 @@ class HealthVerdict(msgspec.Struct, frozen=True):
 class HealthGateReport(msgspec.Struct, frozen=True, tag_field="t", tag="health_gate"):
     services: list[HealthVerdict] = []
     exists: bool = True  # False: nothing of the stack runs
-
-
-ResultValue = HealthReport | EchoReply | CheckoutReport | HealthGateReport
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
@@ -376,3 +356,99 @@ PeripheryFrame = Output | Result | Heartbeat | Error | DockerEvents
 
 PeripheryFrameView = OutputView | Result | Heartbeat | Error | DockerEvents
 """The same frames as the core decodes them."""
+
+
+# --- bootstrap / secrets (issue 6)
+#
+# The bootstrap asks the manager's periphery to make the swarm and its secrets. A secret's value
+# travels in ``SecretCreate.data`` on the authenticated channel only: the periphery hands it to
+# ``docker secret create NAME -`` on stdin and never logs or echoes it (``__repr__`` hides it).
+# ``Command`` and ``ResultValue`` are defined after this block, so that they can name its types.
+
+
+class SwarmInit(_Command, frozen=True, tag="swarm_init"):
+    """``docker swarm init`` when this engine is in no swarm; nothing when it is a manager
+    already; refused when it is a worker (or the swarm is in an unclear state)."""
+
+    advertise_addr: str = ""  # "" lets Docker pick
+
+
+class SwarmReport(msgspec.Struct, frozen=True, tag_field="t", tag="swarm"):
+    state: str  # the engine's LocalNodeState after the command: "active", "inactive", ...
+    changed: bool = False  # True: this command initialised the swarm
+    node_id: str = ""
+    manager: bool = False
+
+
+class SecretList(_Command, frozen=True, tag="secret_list"):
+    """The swarm secrets carrying ``label`` (any value), and the services that use each."""
+
+    label: str = "stackward.secret"
+
+
+class SecretInfo(msgspec.Struct, frozen=True):
+    name: str
+    id: str = ""
+    labels: dict[str, str] = {}
+    index: int = 0  # the swarm's version index at creation: higher is newer
+    services: list[str] = []  # services whose spec refers to it
+    stacks: list[str] = []  # the stack namespaces of those services
+
+
+class SecretListReport(msgspec.Struct, frozen=True, tag_field="t", tag="secret_list"):
+    secrets: list[SecretInfo] = []
+
+
+class SecretCreate(_Command, frozen=True, tag="secret_create"):
+    """``docker secret create [--label K=V]... NAME -`` with ``data`` on stdin; nothing when a
+    secret of that name exists already (swarm secrets are immutable: a new value gets a new
+    name)."""
+
+    name: str
+    data: bytes
+    labels: dict[str, str] = {}
+
+    def __repr__(self) -> str:  # the value never reaches a log line
+        return f"SecretCreate(name={self.name!r}, data=<{len(self.data)} bytes>)"
+
+
+class SecretRemove(_Command, frozen=True, tag="secret_remove"):
+    """``docker secret rm NAME``; nothing when it does not exist; fails while a service uses it."""
+
+    name: str
+
+
+class SecretReport(msgspec.Struct, frozen=True, tag_field="t", tag="secret"):
+    name: str
+    changed: bool = False  # True: created (SecretCreate) or removed (SecretRemove)
+
+
+Command = (
+    Health
+    | Echo
+    | Run
+    | Checkout
+    | RepoSync
+    | PreDeploy
+    | ComposeUp
+    | SwarmDeploy
+    | ComposeDown
+    | SwarmRemove
+    | WaitHealthy
+    | StackState
+    | WatchDocker
+    | SwarmInit
+    | SecretList
+    | SecretCreate
+    | SecretRemove
+)
+
+ResultValue = (
+    HealthReport
+    | EchoReply
+    | CheckoutReport
+    | HealthGateReport
+    | SwarmReport
+    | SecretListReport
+    | SecretReport
+)

@@ -23,10 +23,18 @@ import anyio.to_thread
 from core.config import CoreConfig
 from core.deploy.jobs import JobError, JobPlan, plan_job, values_of
 from core.deploy.schedule import DEFAULT_PARALLEL, StackFailed, StackOutcome, Status, run_graph
+from core.deploy.secrets import (
+    current_versions,
+    deploy_env,
+    ensure_versions,
+    remove_unused,
+    secret_env,
+    wanted_versions,
+)
 from core.deploy.stack import StackJob, deploy_stack, run_step
 from core.events.bus import EventBus
 from core.events.model import DeployFinished, DeployOutput, DeployStarted, DeployStep, Kind
-from core.exceptions import CoreError, PeripheryUnavailable
+from core.exceptions import CoreError, PeripheryUnavailable, SecretsUnavailable
 from core.git import GitError, resolve_branch
 from core.pool import PeripheryPool
 from core.resources.graph import Graph, stack_graph
@@ -43,6 +51,7 @@ from protocol.messages import (
     Stream,
     SwarmRemove,
 )
+from protocol.transport import CoreChannel
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +166,10 @@ class DeployService:
         self.events = events if events is not None else EventBus(None)
         self.parallel = parallel
         self.instance = pysecrets.token_hex(8)  # this process, as a lock holder
+        # Swarm secret versions to deploy with (logical → versioned name), set by whoever knows
+        # the sources (the bootstrap); otherwise each deploy gets the newest version.
+        self.pinned_secrets: dict[str, str] = {}
+        self._secrets_lock = anyio.Lock()  # one creation of a missing version at a time
         self._tg: anyio.abc.TaskGroup | None = None
         self._live: dict[str, _Live] = {}
 
@@ -244,9 +257,10 @@ class DeployService:
         repos: dict[str, _RepoState],
     ) -> None:
         recorder = _Recorder(self, masker)
+        secret_servers: set[str] = set()  # where this run made sure of the swarm secrets
 
         async def deploy(name: str) -> None:
-            await self._deploy_one(jobs[name], plans[name], recorder, repos)
+            await self._deploy_one(jobs[name], plans[name], recorder, repos, secret_servers)
 
         async def finished(outcome: StackOutcome) -> None:
             live = self._live.get(outcome.name)
@@ -268,9 +282,53 @@ class DeployService:
         finally:
             for name in jobs:
                 self._live.pop(name, None)
+        await self._remove_old_secrets(secret_servers)
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(self.records.finish_run, run_id, status)
         log.info("deploy run %s %s", run_id, status)
+
+    def core_secret_values(self) -> dict[str, bytes]:
+        """The swarm secrets the core keeps (``[swarm_secrets]``): logical name → value."""
+        held = self.config.secrets
+        return {
+            logical: held[key].encode()
+            for logical, key in self.config.swarm_secrets.items()
+            if held.get(key)
+        }
+
+    async def _swarm_secret_env(
+        self, channel: CoreChannel, server: str, secret_servers: set[str] | None
+    ) -> dict[str, str]:
+        """The ``*_SECRET`` variables of a Swarm deploy; the core's own secrets' current
+        versions created first where missing. Raises ``StackFailed`` when they cannot be."""
+        values = self.core_secret_values()
+        if not values:
+            return await secret_env(channel, self.pinned_secrets)
+        async with self._secrets_lock:
+            try:
+                created, infos = await ensure_versions(channel, values)
+            except SecretsUnavailable as exc:
+                raise StackFailed(f"swarm secrets on {server!r}: {exc}") from exc
+        for name in created:
+            log.info("swarm secret %s created on %s", name, server)
+        if secret_servers is not None:
+            secret_servers.add(server)
+        return deploy_env(
+            current_versions(infos, {**wanted_versions(values), **self.pinned_secrets})
+        )
+
+    async def _remove_old_secrets(self, servers: set[str]) -> None:
+        """After a run: old versions of the core's swarm secrets that no service uses go."""
+        wanted = wanted_versions(self.core_secret_values())
+        for server in sorted(servers):
+            try:
+                channel = await self.pool.channel(server, CHANNEL_WAIT)
+                plan = await remove_unused(channel, wanted)
+            except (PeripheryUnavailable, SecretsUnavailable) as exc:
+                log.warning("old swarm secrets on %s not removed: %s", server, exc)
+                continue
+            for name in plan.removable:
+                log.info("swarm secret %s removed from %s (no service uses it)", name, server)
 
     async def _pick_server(self, plan: JobPlan) -> str:
         if len(plan.servers) == 1:
@@ -303,7 +361,12 @@ class DeployService:
             raise StackFailed(f"repo {plan.repo.name!r}: {state.error}")
 
     async def _deploy_one(
-        self, job: StackJob, plan: JobPlan, recorder: _Recorder, repos: dict[str, _RepoState]
+        self,
+        job: StackJob,
+        plan: JobPlan,
+        recorder: _Recorder,
+        repos: dict[str, _RepoState],
+        secret_servers: set[str] | None = None,
     ) -> None:
         live = self._live[job.name]
         server = await self._pick_server(plan)
@@ -339,6 +402,9 @@ class DeployService:
                 await self._finish(job.name, live, "failed", message)
                 raise StackFailed(message) from exc
             try:
+                if job.mode is DeployMode.SWARM:  # the versioned swarm secrets (deploy.secrets)
+                    env = await self._swarm_secret_env(channel, server, secret_servers)
+                    job = replace(job, env={**env, **job.env})
                 if plan.repo is not None:
                     await self._sync_repo(job, plan, recorder, repos)
                 commit = await deploy_stack(channel, job, recorder, Fence(job.name, token))

@@ -17,8 +17,12 @@ from protocol.messages import (
     PreDeploy,
     RepoSync,
     Run,
+    SecretCreate,
+    SecretList,
+    SecretRemove,
     StackState,
     SwarmDeploy,
+    SwarmInit,
     SwarmRemove,
     WaitHealthy,
     WatchDocker,
@@ -76,5 +80,9 @@ class Dispatcher:
                 return await self.deploy.handle(command, out)
             case StackState():
                 return await self.deploy.stack_state(command, out)
+            case SwarmInit() | SecretList() | SecretCreate() | SecretRemove():
+                from periphery.handlers import host  # deferred like the deploy operations
+
+                return await host.handle(command, out)
             case WatchDocker():
                 return await docker_events.handle(command, out)

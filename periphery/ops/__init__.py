@@ -10,4 +10,7 @@ what failed. The channel commands wrap them.
 - :func:`compose.compose_up` / :func:`compose.compose_down`: Compose projects (v2 or v1).
 - :func:`swarm.swarm_deploy` / :func:`swarm.swarm_remove`: Swarm stacks.
 - :func:`health.wait_swarm_healthy` / :func:`health.wait_compose_healthy`: health gates.
+- :func:`swarm_init.ensure_swarm`: ``docker swarm init`` when the engine is in no swarm.
+- :func:`secrets.list_secrets` / :func:`secrets.create_secret` / :func:`secrets.remove_secret`:
+  swarm secrets (the value on stdin only).
 """

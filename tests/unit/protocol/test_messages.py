@@ -70,6 +70,38 @@ deploy_commands = st.one_of(
         fence=fences,
     ),
 )
+labels = st.dictionaries(small_text, small_text, max_size=3)
+bootstrap_commands = st.one_of(
+    st.builds(messages.SwarmInit, advertise_addr=small_text),
+    st.builds(messages.SecretList, label=small_text),
+    st.builds(messages.SecretCreate, name=small_text, data=small_bytes, labels=labels),
+    st.builds(messages.SecretRemove, name=small_text),
+)
+bootstrap_values = st.one_of(
+    st.builds(
+        messages.SwarmReport,
+        state=small_text,
+        changed=st.booleans(),
+        node_id=small_text,
+        manager=st.booleans(),
+    ),
+    st.builds(
+        messages.SecretListReport,
+        secrets=st.lists(
+            st.builds(
+                messages.SecretInfo,
+                name=small_text,
+                id=small_text,
+                labels=labels,
+                index=ids,
+                services=paths,
+                stacks=paths,
+            ),
+            max_size=3,
+        ),
+    ),
+    st.builds(messages.SecretReport, name=small_text, changed=st.booleans()),
+)
 commands = deploy_commands | st.one_of(
     st.builds(messages.Health),
     st.builds(messages.Echo, data=small_bytes),
@@ -80,6 +112,7 @@ commands = deploy_commands | st.one_of(
         env=st.dictionaries(small_text, small_text, max_size=4),
         timeout=st.floats(min_value=0.001, max_value=1e6),
     ),
+    bootstrap_commands,
     st.builds(messages.WatchDocker, types=st.lists(small_text, max_size=3)),
 )
 docker_events = st.builds(
@@ -156,7 +189,8 @@ periphery_frames = st.one_of(
                 max_size=3,
             ),
             exists=st.booleans(),
-        ),
+        )
+        | bootstrap_values,
     ),
     heartbeats,
     errors,
@@ -267,6 +301,10 @@ def test_every_message_type_is_covered() -> None:
         "ComposeDown",
         "SwarmRemove",
         "WaitHealthy",
+        "SwarmInit",
+        "SecretList",
+        "SecretCreate",
+        "SecretRemove",
         "WatchDocker",
     }
     assert {t.__name__ for t in messages.ResultValue.__args__} == {
@@ -274,6 +312,9 @@ def test_every_message_type_is_covered() -> None:
         "EchoReply",
         "CheckoutReport",
         "HealthGateReport",
+        "SwarmReport",
+        "SecretListReport",
+        "SecretReport",
     }
 
 
@@ -315,3 +356,9 @@ def test_new_fields_with_defaults_are_ignored_by_old_decoders() -> None:
 def test_hello_carries_the_protocol_version() -> None:
     assert "version" in messages.ClientHello.__struct_fields__
     assert "version" in messages.ServerHello.__struct_fields__
+
+
+def test_a_secret_value_never_shows_in_a_command_repr() -> None:
+    command = messages.SecretCreate(name="db", data=b"hunter2-value")
+    assert "hunter2" not in repr(command)
+    assert "hunter2" not in str(messages.Request(id=1, command=command))
