@@ -118,6 +118,8 @@ class CoreRuntime:
             PeripheryConnected(server=server, key=peer.public_key.fingerprint()),
         )
         self.drift.sweep(server)
+        if self.config.swarm_secrets and self._tg is not None:
+            self._tg.start_soon(self.converge_secrets, server, channel)
 
         def on_events(frame: DockerEvents) -> None:
             for ev in frame.events:
@@ -150,6 +152,50 @@ class CoreRuntime:
                 log.warning("server %s: no Docker events: %s", server, result.error.message)
         except ChannelError as exc:
             log.info("server %s: Docker events ended: %s", server, exc)
+
+    async def converge_secrets(self, server: str, channel: CoreChannel) -> list[int]:
+        """The core's own swarm secrets (``[swarm_secrets]``) on a manager that connected: the
+        current versions made where missing, and the stacks whose services still use an older
+        version redeployed (each run then removes the versions no service uses). Returns the
+        runs started."""
+        from core.deploy.secrets import ensure_versions, plan_secrets, wanted_versions
+        from core.exceptions import SecretsUnavailable
+
+        stored = await anyio.to_thread.run_sync(self.store.resources)
+        managers = {
+            str(m)
+            for (kind, _), res in stored.items()
+            if kind == "swarm"
+            for m in res.config.get("config", {}).get("servers", [])
+        }
+        values = self.deploys.core_secret_values()
+        if server not in managers or not values:
+            return []
+        try:
+            _, infos = await ensure_versions(channel, values)
+        except SecretsUnavailable as exc:
+            log.warning("swarm secrets on %s: %s", server, exc)
+            return []
+        stale = plan_secrets(wanted_versions(values), infos).stale_stacks
+        by_docker = {
+            str(res.config.get("config", {}).get("project_name") or name): (name, res.sync)
+            for (kind, name), res in stored.items()
+            if kind == "stack"
+        }
+        by_sync: dict[str, list[str]] = {}
+        for docker_name in stale:
+            if docker_name in by_docker and by_docker[docker_name][0] not in self.deploys.running():
+                name, sync = by_docker[docker_name]
+                by_sync.setdefault(sync, []).append(name)
+        runs = []
+        for sync, names in sorted(by_sync.items()):
+            log.info("swarm secrets changed: redeploying %s", ", ".join(names))
+            try:
+                rs, _ = await anyio.to_thread.run_sync(self.syncs.load, sync)
+                runs.append(await self.deploys.start(rs, names, "swarm secret changed"))
+            except CoreError as exc:
+                log.warning("swarm secrets changed, but %s: %s", ", ".join(names), exc)
+        return runs
 
     def _on_lost(self, server: str, reason: str) -> None:
         self.events.publish(
