@@ -32,6 +32,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from core.events.bus import Subscription
 from core.events.model import Drift, Filter, HealthChanged, Kind
 from core.resources.variables import Values
 from protocol.messages import DeployMode, HealthGateReport, StackState
@@ -141,7 +142,7 @@ class FlapLimiter:
 
 
 def managed_from(stored: dict[tuple[str, str], Any], deployed: set[str]) -> Managed:
-    """The stacks in the applied resources that have been deployed at least once."""
+    """The stacks in the applied resources that have been deployed healthy at least once."""
     stacks = []
     for (kind, name), res in stored.items():
         if kind != "stack" or name not in deployed:
@@ -195,8 +196,8 @@ class DriftWatch:
     async def refresh(self) -> None:
         records = self.runtime.deploys.records
         stored = await anyio.to_thread.run_sync(self.runtime.store.resources)
-        last = await anyio.to_thread.run_sync(records.last_deploys)
-        self.managed = managed_from(stored, set(last))
+        deployed = await anyio.to_thread.run_sync(records.ever_healthy)
+        self.managed = managed_from(stored, deployed)
         variables = {
             name: str(res.config.get("config", {}).get("value", ""))
             for (kind, name), res in stored.items()
@@ -219,18 +220,24 @@ class DriftWatch:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 task_status.started()
-                subscriber = sub.subscriber
-                while True:
-                    for event in subscriber.take(256):
-                        try:
-                            await self._on_event(event.kind, event.data())
-                        except Exception:
-                            log.exception("drift: event %s", event.id)
-                    lagged = subscriber.take_lagged()
-                    if lagged is not None:
-                        log.warning("drift: missed %s event(s) (busy core)", lagged.count)
-                    if not subscriber.queue:
-                        await subscriber.wait()
+                try:
+                    await self._follow(sub)
+                finally:
+                    self._tg = None
+
+    async def _follow(self, sub: Subscription) -> None:
+        subscriber = sub.subscriber
+        while True:
+            for event in subscriber.take(256):
+                try:
+                    await self._on_event(event.kind, event.data())
+                except Exception:
+                    log.exception("drift: event %s", event.id)
+            lagged = subscriber.take_lagged()
+            if lagged is not None:
+                log.warning("drift: missed %s event(s) (busy core)", lagged.count)
+            if not subscriber.queue:
+                await subscriber.wait()
 
     async def _on_event(self, kind: str, data: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -256,7 +263,7 @@ class DriftWatch:
         if info is None:
             return
         st = self._state(stack)
-        if st.busy:
+        if st.busy or stack in self.runtime.deploys.running():
             return  # the deploy's own doing; its health gate judges the outcome
         trigger = triage(
             data["type"],
@@ -298,7 +305,8 @@ class DriftWatch:
         st = self._state(info.name)
         try:
             await anyio.sleep(max(self.grace, st.quiet_until - time.monotonic()))
-            if st.busy:
+            if st.busy or info.name in self.runtime.deploys.running():
+                st.reasons.clear()  # a deploy (or one waiting for its tier) will judge it
                 return
             healthy, detail, services = await self._stack_state(info)
             log.info(

@@ -173,7 +173,11 @@ class Acceptor:
             autoping=True,
             compress=False,
         )
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError as exc:  # the peer left during the upgrade
+            log.info("connection from %s lost during the upgrade: %s", address, exc)
+            return ws, None
         now = anyio.current_time()
         if self.limiter.blocked(address, now):
             log.warning("authentication refused from %s: too many recent failures", address)

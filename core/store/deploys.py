@@ -166,6 +166,12 @@ class DeployRecords:
         keys = ("id", "stack", "status", "commit", "reason", "finished_at")
         return {r[1]: dict(zip(keys, r, strict=True)) for r in rows}
 
+    def ever_healthy(self) -> set[str]:
+        """The stacks that have been deployed healthy at least once."""
+        with self.store.read() as db:
+            rows = db.execute("SELECT DISTINCT stack FROM deploys WHERE status = 'healthy'")
+            return {str(r[0]) for r in rows.fetchall()}
+
     def last_deploy_of(self, stack: str) -> int | None:
         with self.store.read() as db:
             row = db.execute(

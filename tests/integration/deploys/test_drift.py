@@ -62,8 +62,8 @@ def container_of(docker_env, project: str) -> str:  # type: ignore[no-untyped-de
     "core", [{"drift_grace": 1.0, "event_queue": 16, "public_status": True}], indirect=True
 )
 async def test_deploys_on_the_stream_and_drift_by_hand(
+    docker_env,  # first: torn down after the core, which could otherwise still be deploying
     core: Core,
-    docker_env,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     p = docker_env.prefix
@@ -188,5 +188,7 @@ async def test_deploys_on_the_stream_and_drift_by_hand(
             )
             assert "came back" in back["data"]["detail"] and back["data"]["action"] == "redeploy"
             assert w.of("periphery.lost", "server:manager")
+            rerun = await core.wait_run(back["data"]["run"], within=60)
+            assert rerun["status"] == "succeeded", rerun
     finally:
         stuck.close()
