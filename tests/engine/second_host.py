@@ -23,13 +23,8 @@ Skips (with the reason) when not root, or ``ip``, ``nsenter`` or ``dockerd`` is 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import secrets
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,24 +32,15 @@ from pathlib import Path
 import pytest
 
 from tests.engine.fixtures import IMAGE, Engine, docker
+from tests.engine.netns import NetnsDockerd, missing_tools, run
 
 log = logging.getLogger(__name__)
 
 SUBNET = "10.231"
-ENGINE_DEADLINE = 30.0
-STOP_DEADLINE = 20.0
-COMMAND_TIMEOUT = 60.0
-
-
-def _run(*argv: str, check: bool = True, timeout: float = COMMAND_TIMEOUT) -> str:
-    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout.strip()
 
 
 def _free_subnet() -> int:
-    taken = _run("ip", "-o", "-4", "addr", "show")
+    taken = run("ip", "-o", "-4", "addr", "show")
     candidates = list(range(16, 250))
     random.shuffle(candidates)
     for n in candidates:
@@ -73,27 +59,30 @@ class SecondHost:
     address: str  # the second host's address (inside the namespace)
     veth: str  # root side
     node_id: str = ""
-    dockerd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    engine: NetnsDockerd = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.engine = NetnsDockerd(self.netns, self.workdir)
 
     @property
     def netns_path(self) -> str:
-        return f"/var/run/netns/{self.netns}"
+        return self.engine.netns_path
 
     @property
     def socket(self) -> Path:
-        return self.workdir / "docker.sock"
+        return self.engine.socket
 
     @property
     def docker_host(self) -> str:
-        return f"unix://{self.socket}"
+        return self.engine.docker_host
 
     def nsenter(self, *argv: str) -> list[str]:
         """An argv that runs ``argv`` inside the host's network namespace."""
-        return ["nsenter", f"--net={self.netns_path}", *argv]
+        return self.engine.nsenter(*argv)
 
     def docker(self, *args: str, check: bool = True) -> str:
         """The docker CLI against the second engine."""
-        return _run("docker", "-H", self.docker_host, *args, check=check)
+        return self.engine.docker(*args, check=check)
 
     def activate(self) -> None:
         docker("node", "update", "--availability", "active", self.node_id)
@@ -106,54 +95,15 @@ class SecondHost:
     def start(self) -> None:
         n = int(self.address.split(".")[2])
         peer = f"{self.veth[:-1]}n"
-        _run("ip", "netns", "add", self.netns)
-        _run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", peer)
-        _run("ip", "link", "set", peer, "netns", self.netns)
-        _run("ip", "addr", "add", f"{self.root_address}/30", "dev", self.veth)
-        _run("ip", "link", "set", self.veth, "up")
-        inside = ["ip", "-n", self.netns]
-        _run(*inside, "addr", "add", f"{SUBNET}.{n}.2/30", "dev", peer)
-        _run(*inside, "link", "set", peer, "up")
-        _run(*inside, "link", "set", "lo", "up")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with open(self.workdir / "dockerd.log", "wb") as log_file:
-            self.dockerd = subprocess.Popen(
-                self.nsenter(
-                    "dockerd",
-                    "--data-root",
-                    str(self.workdir / "data"),
-                    "--exec-root",
-                    str(self.workdir / "exec"),
-                    "--pidfile",
-                    str(self.workdir / "docker.pid"),
-                    "-H",
-                    self.docker_host,
-                    "--bridge",
-                    "none",
-                    "--iptables=false",
-                ),  # fmt: skip
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + ENGINE_DEADLINE
-        while self.docker("info", "--format", "{{.ServerVersion}}", check=False) == "":
-            if self.dockerd.poll() is not None or time.monotonic() > deadline:
-                tail = (self.workdir / "dockerd.log").read_text(errors="replace")[-2000:]
-                raise AssertionError(f"the second dockerd did not answer:\n{tail}")
-            time.sleep(0.2)
-        saved = subprocess.Popen(["docker", "save", IMAGE], stdout=subprocess.PIPE)
-        assert saved.stdout is not None
-        loaded = subprocess.run(
-            ["docker", "-H", self.docker_host, "load", "-q"],
-            stdin=saved.stdout,
-            capture_output=True,
-            timeout=COMMAND_TIMEOUT,
-        )
-        saved.stdout.close()
-        saved.wait(COMMAND_TIMEOUT)
-        assert loaded.returncode == 0 and saved.returncode == 0, loaded.stderr
+        self.engine.create_namespace()
+        run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", peer)
+        run("ip", "link", "set", peer, "netns", self.netns)
+        run("ip", "addr", "add", f"{self.root_address}/30", "dev", self.veth)
+        run("ip", "link", "set", self.veth, "up")
+        run("ip", "-n", self.netns, "addr", "add", f"{SUBNET}.{n}.2/30", "dev", peer)
+        run("ip", "-n", self.netns, "link", "set", peer, "up")
+        self.engine.start()
+        self.engine.load_image(IMAGE)
         token = docker("swarm", "join-token", "-q", "worker")
         self.docker(
             "swarm", "join", "--token", token, "--availability", "drain",
@@ -167,56 +117,22 @@ class SecondHost:
 
     def stop(self) -> None:
         """Undo everything ``start`` did, as far as it got; never raises."""
-        steps = [self._leave, self._stop_dockerd, self._remove_network, self._remove_files]
-        for step in steps:
-            try:
-                step()
-            except Exception:  # teardown goes on: each step cleans what it can
-                log.exception("second host teardown: %s failed", step.__name__)
-
-    def _leave(self) -> None:
-        if self.node_id:
-            self.drain()
-            if self.dockerd is not None and self.dockerd.poll() is None:
-                self.docker("swarm", "leave", "--force", check=False)
-            docker("node", "rm", "--force", self.node_id, check=False)
-
-    def _stop_dockerd(self) -> None:
-        if self.dockerd is None or self.dockerd.poll() is not None:
-            return
-        self.dockerd.send_signal(signal.SIGTERM)
         try:
-            self.dockerd.wait(STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.dockerd.pid, signal.SIGKILL)
-            self.dockerd.wait(STOP_DEADLINE)
-
-    def _remove_network(self) -> None:
-        _run("ip", "netns", "del", self.netns, check=False)
-        if _run("ip", "link", "show", self.veth, check=False):
-            _run("ip", "link", "del", self.veth, check=False)
-
-    def _remove_files(self) -> None:
-        mounts = Path("/proc/mounts").read_text()
-        for line in mounts.splitlines():
-            target = line.split()[1]
-            if target.startswith(str(self.workdir)):
-                _run("umount", "-l", target, check=False)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "a second Docker host needs root (network namespaces, a second dockerd)"
-    for tool in ("ip", "nsenter", "dockerd"):
-        if shutil.which(tool) is None:
-            return f"a second Docker host needs {tool!r}, which is missing"
-    return None
+            if self.node_id:
+                self.drain()
+                if self.engine.proc is not None and self.engine.proc.poll() is None:
+                    self.docker("swarm", "leave", "--force", check=False)
+                docker("node", "rm", "--force", self.node_id, check=False)
+        except Exception:  # teardown goes on
+            log.exception("second host teardown: leaving the swarm failed")
+        self.engine.remove()
+        if run("ip", "link", "show", self.veth, check=False):
+            run("ip", "link", "del", self.veth, check=False)
 
 
 @pytest.fixture(scope="session")
 def second_host(docker_engine: Engine) -> Iterator[SecondHost]:
-    reason = _skip_reason()
+    reason = missing_tools()
     if reason:
         pytest.skip(reason)
     if docker("info", "--format", "{{.Swarm.ControlAvailable}}") != "true":
