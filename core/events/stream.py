@@ -13,7 +13,8 @@ Query parameters (all optional)::
 Authentication: ``Authorization: Bearer TOKEN``, or (browsers cannot set headers on a
 websocket) the token as the first message, as ``{"token": "..."}`` or the bare token, within
 ``AUTH_DEADLINE`` seconds; a request with an ``Origin`` header is refused unless the origin is in
-the core's ``event_origins``. Failures: 401 before the upgrade, close code 4401 after.
+the core's ``event_origins``. Failures: 401 before the upgrade, close code 4401 after; past 20
+failures a minute from one address, 429 until the window has room.
 
 Messages besides events, with a ``control`` key instead of an ``id``::
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +38,7 @@ from aiohttp import WSMsgType, web
 
 from core.events.bus import EventBus, Subscriber, Subscription
 from core.events.model import Event, Filter
+from protocol.ratelimit import AuthFailureLimiter
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +109,24 @@ class EventStream:
     """The handler; one per app."""
 
     def __init__(
-        self, bus: EventBus, tokens: Sequence[str], origins: Sequence[str], queue: int
+        self,
+        bus: EventBus,
+        tokens: Sequence[str],
+        origins: Sequence[str],
+        queue: int,
+        limiter: AuthFailureLimiter | None = None,
     ) -> None:
         self.bus = bus
         self.tokens = list(tokens)
         self.origins = set(origins)
         self.queue = queue
+        # Wrong tokens per address: past the limit, refused before any check (429).
+        self.limiter = limiter or AuthFailureLimiter()
+
+    def _failed(self, request: web.Request) -> None:
+        address = request.remote or "unknown"
+        log.warning("events: authentication failed from %s", address)
+        self.limiter.record_failure(address, time.monotonic())
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         from core.app import error_response
@@ -120,6 +135,10 @@ class EventStream:
             options = parse_query(request.query)
         except BadQuery as exc:
             return error_response(400, "bad_request", str(exc))
+        if self.limiter.blocked(request.remote or "unknown", time.monotonic()):
+            return error_response(
+                429, "too_many_failures", "too many failed logins from here; try again later"
+            )
         origin = request.headers.get("Origin")
         if origin is not None and origin not in self.origins:
             log.warning("events: refused origin %r from %s", origin, request.remote)
@@ -128,10 +147,12 @@ class EventStream:
             )
         header = bearer(request)
         if header is not None and not token_ok(header, self.tokens):
+            self._failed(request)
             return error_response(401, "unauthorized", "missing or wrong bearer token")
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_CLIENT_MESSAGE)
         await ws.prepare(request)
         if header is None and not await self._first_message_token(ws):
+            self._failed(request)
             await ws.close(code=AUTH_FAILED, message=b"authentication failed")
             return ws
         with self.bus.subscribe(

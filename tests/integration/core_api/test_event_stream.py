@@ -130,6 +130,18 @@ async def test_authentication_by_header_or_first_message_and_the_origin_allowlis
             assert first["kind"] == "core.started"
 
 
+async def test_failed_logins_are_rate_limited_per_address(core: Core) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(20):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as wrong:
+                await s.ws_connect(core.ws, headers={"Authorization": "Bearer wrong-wrong-wrong"})
+            assert wrong.value.status == 401
+        # Now even the right token is refused from this address, for a while.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await s.ws_connect(core.ws, headers=auth())
+        assert refused.value.status == 429
+
+
 async def test_a_subscriber_resumes_with_since_without_a_gap_or_a_duplicate(core: Core) -> None:
     ids = core.publish(30)
     async with aiohttp.ClientSession() as s:
