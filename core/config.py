@@ -34,14 +34,13 @@ Relative paths are taken from the config file's directory. Every problem raises
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from pathlib import Path
 
 import msgspec
 
 from core.deploy.secrets import valid_logical_name
 from core.exceptions import ConfigError
+from core.tomlconfig import load_struct
 
 DEFAULT_LISTEN = "0.0.0.0:9120"
 
@@ -86,32 +85,8 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         )
 
 
-_PATH_RE = re.compile(r"\$\.(\w+)")
-
-
 def load_config(path: str | os.PathLike[str]) -> CoreConfig:
-    file = Path(path)
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read the config: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
-    if "source" in raw:
-        raise ConfigError(f'{file}: key "source": unknown key')
-    try:
-        cfg = msgspec.convert(raw, CoreConfig)
-    except msgspec.ValidationError as exc:
-        msg = str(exc)
-        m = _PATH_RE.search(msg)
-        key = m.group(1) if m else "?"
-        if "Object missing required field" in msg:
-            missing = msg.rsplit("`", 2)[-2] if "`" in msg else "data_dir"
-            raise ConfigError(f'{file}: key "{missing}": required, add it') from exc
-        if "unknown field" in msg:
-            unknown = msg.split("`")[1] if "`" in msg else key
-            raise ConfigError(f'{file}: key "{unknown}": unknown key') from exc
-        raise ConfigError(f'{file}: key "{key}": {msg.split(" - at ")[0]}') from exc
+    cfg, file = load_struct(path, CoreConfig)
     return _finish(cfg, file)
 
 

@@ -35,14 +35,13 @@ Relative paths are taken from the file's directory. Every problem raises
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from pathlib import Path
 
 import msgspec
 
 from core.deploy.secrets import valid_logical_name
 from core.exceptions import ConfigError
+from core.tomlconfig import load_struct
 
 
 class SwarmSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -94,38 +93,8 @@ class BootstrapConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     source: str = ""
 
 
-_PATH_RE = re.compile(r"\$\.([\w.\[\]]+)")
-
-
-def _key_of(message: str) -> str:
-    m = _PATH_RE.search(message)
-    return m.group(1) if m else "?"
-
-
 def load_bootstrap_config(path: str | os.PathLike[str]) -> BootstrapConfig:
-    file = Path(path)
-    try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read the config: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
-    if "source" in raw:
-        raise ConfigError(f'{file}: key "source": unknown key')
-    try:
-        cfg = msgspec.convert(raw, BootstrapConfig)
-    except msgspec.ValidationError as exc:
-        msg = str(exc)
-        where = _key_of(msg)
-        if "missing required field" in msg:
-            missing = msg.split("`")[1] if "`" in msg else "?"
-            key = missing if where == "?" else f"{where}.{missing}"
-            raise ConfigError(f'{file}: key "{key}": required, add it') from exc
-        if "unknown field" in msg:
-            unknown = msg.split("`")[1] if "`" in msg else "?"
-            key = unknown if where == "?" else f"{where}.{unknown}"
-            raise ConfigError(f'{file}: key "{key}": unknown key') from exc
-        raise ConfigError(f'{file}: key "{where}": {msg.split(" - at ")[0]}') from exc
+    cfg, file = load_struct(path, BootstrapConfig)
     return _finish(cfg, file)
 
 
