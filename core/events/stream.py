@@ -38,6 +38,7 @@ from aiohttp import WSMsgType, web
 
 from core.events.bus import EventBus, Subscriber, Subscription
 from core.events.model import Event, Filter
+from protocol import codec
 from protocol.ratelimit import AuthFailureLimiter
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ class EventStream:
         async def send(events: list[Event]) -> None:
             with anyio.fail_after(SEND_TIMEOUT):
                 if mp:
-                    await ws.send_bytes(_array(events))
+                    await ws.send_bytes(codec.batch([e.msgpack() for e in events]))
                 else:
                     for e in events:
                         await ws.send_frame(e.json(), WSMsgType.TEXT)
@@ -239,14 +240,3 @@ class EventStream:
                 )
                 continue
             await subscriber.wait()
-
-
-def _array(events: list[Event]) -> bytes:
-    n = len(events)
-    if n < 16:
-        head = bytes((0x90 | n,))
-    elif n < 65536:
-        head = b"\xdc" + n.to_bytes(2, "big")
-    else:
-        head = b"\xdd" + n.to_bytes(4, "big")
-    return head + b"".join(e.msgpack() for e in events)
