@@ -70,3 +70,17 @@ class CoreClient:
                 if run["status"] != "running":
                     return run
                 await anyio.sleep(0.2)
+
+    async def wait_deployed(
+        self, stack: str, commit: str, within: float = 60
+    ) -> dict[str, dict[str, Any]]:
+        """Wait until ``stack``'s last deploy is healthy at ``commit``; every stack's last one."""
+        with anyio.fail_after(within):
+            while True:
+                status, listing = await self.call("GET", "/api/stacks")
+                assert status == 200, listing
+                last = {s["name"]: s["last_deploy"] for s in listing["stacks"]}
+                mine = last.get(stack) or {}
+                if mine.get("commit") == commit and mine.get("status") == "healthy":
+                    return last
+                await anyio.sleep(0.2)

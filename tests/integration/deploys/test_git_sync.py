@@ -129,7 +129,6 @@ async def test_a_webhook_push_redeploys_the_touched_stack_only(
     import time
 
     import aiohttp
-    import anyio
 
     from tests.integration.deploys.test_core_deploys import WEBHOOK_SECRET
 
@@ -180,13 +179,7 @@ async def test_a_webhook_push_redeploys_the_touched_stack_only(
     assert status == 202 and took < 0.5, (status, took)  # answered at once, worked after
     assert (await post(body, **headers))[0] == 200  # the same delivery again: not acted on
 
-    with anyio.fail_after(60):
-        while True:
-            status, stacks_now = await core.call("GET", "/api/stacks")
-            last = {s["name"]: s["last_deploy"] for s in stacks_now["stacks"]}
-            if last[f"{p}-two"]["commit"] == head and last[f"{p}-two"]["status"] == "healthy":
-                break
-            await anyio.sleep(0.2)
+    last = await core.wait_deployed(f"{p}-two", head)
     assert last[f"{p}-one"]["commit"] != head  # untouched: not redeployed
 
     async with aiohttp.ClientSession() as session:  # no token: Prometheus scrapes it plain
@@ -216,7 +209,6 @@ async def test_a_webhook_push_redeploys_the_touched_stack_only(
 async def test_polling_picks_up_a_push_with_no_webhook(
     core: Core, docker_env, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    import anyio
 
     p = docker_env.prefix
     stacks = TWO
@@ -224,13 +216,7 @@ async def test_polling_picks_up_a_push_with_no_webhook(
 
     touched = "stacks/one/compose.yaml"
     head = repo.commit({touched: stack_files(stacks)[touched] + "# polled\n"})
-    with anyio.fail_after(60):
-        while True:
-            status, listing = await core.call("GET", "/api/stacks")
-            last = {s["name"]: s["last_deploy"] for s in listing["stacks"]}
-            if last[f"{p}-one"]["commit"] == head and last[f"{p}-one"]["status"] == "healthy":
-                break
-            await anyio.sleep(0.2)
+    last = await core.wait_deployed(f"{p}-one", head)
     assert last[f"{p}-two"]["commit"] != head
 
 
@@ -240,7 +226,6 @@ async def test_polling_redeploys_a_stack_of_a_local_sync_when_its_repo_moves(
 ) -> None:  # type: ignore[no-untyped-def]
     """The stacks come from the local file, their compose files from a repo: polling the repo
     redeploys the touched stack (and only it), and moves a [[repo]] clone to the new head."""
-    import anyio
 
     p = docker_env.prefix
     stacks = TWO
@@ -258,12 +243,6 @@ async def test_polling_redeploys_a_stack_of_a_local_sync_when_its_repo_moves(
 
     touched = "stacks/two/compose.yaml"
     head = repo.commit({touched: stack_files(stacks)[touched] + "# polled\n"})
-    with anyio.fail_after(60):
-        while True:
-            status, listing = await core.call("GET", "/api/stacks")
-            last = {s["name"]: s["last_deploy"] for s in listing["stacks"]}
-            if last[f"{p}-two"]["commit"] == head and last[f"{p}-two"]["status"] == "healthy":
-                break
-            await anyio.sleep(0.2)
+    last = await core.wait_deployed(f"{p}-two", head)
     assert last[f"{p}-one"]["commit"] != head  # untouched
     assert (clone / touched).read_text().endswith("# polled\n")  # the repo's clone moved too

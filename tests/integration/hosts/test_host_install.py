@@ -31,7 +31,7 @@ from protocol.keys import PrivateKey, parse_private_key, parse_public_key
 from tests.engine.fixtures import docker
 from tests.engine.second_host import SecondHost
 from tests.support.core_server import CoreClient, start_core
-from tests.support.homelab import COMPOSE_STACK, IMAGE, Repo
+from tests.support.homelab import COMPOSE_STACK, IMAGE, SWARM_STACK, Repo
 from tests.support.processes import (
     REPO,
     KeyPair,
@@ -47,22 +47,10 @@ AGENT_PORT = 8120
 INSTALL_TIMEOUT = 120.0
 _LEFT_OUT = ("stackward", "__editable__", "pip", "setuptools", "_distutils_hack", "pkg_resources")
 
-SWARM_ON_WORKER = """version: "3.8"
-services:
-  web:
-    image: {image}
-    init: true
-    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
-    stop_grace_period: 1s
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
-      interval: 250ms
-      timeout: 2s
-      retries: 8
-    deploy:
-      placement:
-        constraints: ["node.id == {node}"]
-"""
+SWARM_ON_WORKER = (
+    SWARM_STACK.replace("{probe}", "wget")
+    + '    deploy:\n      placement:\n        constraints: ["node.id == {node}"]\n'
+)
 
 
 # --------------------------------------------------------------------------- the SSH host
