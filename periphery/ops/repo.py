@@ -13,10 +13,12 @@ from pathlib import Path, PurePosixPath
 
 from periphery.exceptions import CheckoutError, ForbiddenPath
 from periphery.ops.checkout import redact
+from periphery.ops.locks import file_lock
 from periphery.ops.paths import commit_id, resolve_inside
 from periphery.ops.process import Emit, base_env, run
 
 GIT_TIMEOUT = 300.0
+LOCK_TIMEOUT = 600.0  # waiting for another sync of the same clone
 
 
 def repo_path(root: Path, path: str) -> Path:
@@ -42,17 +44,30 @@ async def _git(argv: list[str], emit: Emit, what: str) -> None:
 
 
 async def sync_repo(root: Path, url: str, commit: str, path: str, emit: Emit) -> Path:
-    """Clone ``url`` at ``path`` the first time, then fetch, and check ``commit`` out."""
+    """Clone ``url`` at ``path`` the first time, then fetch, and check ``commit`` out. One
+    sync of a clone at a time (a deploy's and a ``pull``'s may arrive together)."""
     sha = commit_id(commit)
     dest = repo_path(root, path)
     shown = redact(url)
     if url.startswith("-"):
         raise CheckoutError(f"refusing a repository starting with '-': {shown}")
-    if dest.exists() and not (dest / ".git").is_dir():
-        if any(dest.iterdir()):
-            raise ForbiddenPath(f"{dest} exists and is not a git clone: not overwriting it")
-    if not (dest / ".git").is_dir():
-        dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    async with file_lock(dest.parent / f".{dest.name}.stackward-lock", LOCK_TIMEOUT):
+        await _sync(dest, url, sha, shown, emit)
+    return dest
+
+
+def _is_clone(dest: Path) -> bool:
+    """Whether ``dest`` is a clone; raises when it is a directory with something else in it."""
+    if (dest / ".git").is_dir():
+        return True
+    if dest.exists() and any(dest.iterdir()):
+        raise ForbiddenPath(f"{dest} exists and is not a git clone: not overwriting it")
+    return False
+
+
+async def _sync(dest: Path, url: str, sha: str, shown: str, emit: Emit) -> None:
+    if not _is_clone(dest):
         await _git(["clone", "--quiet", "--", url, str(dest)], emit, f"cloning {shown}")
     else:
         await _git(["-C", str(dest), "remote", "set-url", "origin", url], emit, "setting origin")
@@ -74,4 +89,3 @@ async def sync_repo(root: Path, url: str, commit: str, path: str, emit: Emit) ->
             emit,
             f"checking out {sha[:12]}",
         )
-    return dest

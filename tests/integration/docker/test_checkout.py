@@ -111,6 +111,20 @@ async def test_concurrent_targets_share_one_mirror(repo: Repo, root: Path, recor
         assert (root / target / "current" / "a").read_text() == "1\n"
 
 
+async def test_syncs_of_one_repo_clone_arriving_together_take_turns(
+    repo: Repo, root: Path, recorder
+) -> None:
+    """A deploy's RepoSync and a pull of the same [[repo]] clone, at once, on a fresh path."""
+    from periphery.ops.repo import sync_repo
+
+    sha = repo.commit({"scripts/check.sh": "echo ok\n"})
+    clone = root.parent / "host" / "clone"
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(sync_repo, root, repo.url, sha, str(clone), recorder)
+    assert (clone / "scripts" / "check.sh").read_text() == "echo ok\n"
+
+
 async def test_symlink_outside_is_refused_before_switching(
     repo: Repo, root: Path, recorder
 ) -> None:
