@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 
+from core import tarball
 from core.exceptions import CoreError
 
 GIT_TIMEOUT = 30.0
@@ -152,8 +153,9 @@ def branch_commit(mirror: os.PathLike[str] | str, branch: str) -> str:
 def export_tree(mirror: os.PathLike[str] | str, commit: str, dest: os.PathLike[str] | str) -> None:
     """The files of ``commit`` under ``dest`` (made once; an existing one is kept).
 
-    One ``git archive`` read as a tar stream; members are extracted with the ``data`` filter,
-    so nothing lands outside ``dest`` (no absolute paths, no links out, no devices)."""
+    One ``git archive`` read as a tar stream; members are checked and written by
+    ``core.tarball``, so nothing lands outside ``dest`` (no absolute paths, no links out, no
+    devices), on every supported Python."""
     target = Path(dest)
     if target.is_dir():
         return
@@ -170,9 +172,8 @@ def export_tree(mirror: os.PathLike[str] | str, commit: str, dest: os.PathLike[s
         ) as proc:
             assert proc.stdout is not None
             try:
-                with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                    tar.extractall(tmp, filter="data")
-            except (tarfile.TarError, OSError) as exc:
+                tarball.extract(proc.stdout, tmp)
+            except (tarfile.TarError, OSError, tarball.UnsafeArchive) as exc:
                 proc.kill()
                 raise GitError(f"exporting {commit[:12]}: {exc}") from exc
             finally:
