@@ -18,6 +18,7 @@ from aiohttp import web
 from periphery.config import LoadedConfig
 from periphery.handlers import Dispatcher
 from periphery.handlers.health import software_version
+from periphery.ops.dockercli import log_capabilities, probe
 from protocol.backoff import Backoff
 from protocol.handshake import Peer
 from protocol.keys import PublicKey
@@ -155,11 +156,16 @@ class Agent:
                 delay = backoff.next_delay()
                 await anyio.sleep(delay)
 
+    async def _log_docker(self) -> None:
+        """Once, at start: what this host's docker CLI can do, and what it cannot."""
+        log_capabilities(await probe())
+
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run until cancelled. ``task_status`` gets the listening URL (or "")."""
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._log_docker)
             url = ""
             if self.config.listen_port is not None:
                 url = await tg.start(self._listen)

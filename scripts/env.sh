@@ -4,8 +4,17 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+# The distribution's own Python (Debian 12: 3.11.2), not whatever `python3` comes first on PATH
+# (a newer pyenv one on a developer's machine would hide what users run). STACKWARD_PYTHON
+# overrides it.
+PY="${STACKWARD_PYTHON:-}"
+if [ -z "$PY" ]; then
+    if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY="$(command -v python3 || true)"; fi
+fi
+[ -n "$PY" ] || { echo "setup: no python3; as root: apt-get install python3 python3-venv" >&2; exit 1; }
+
 need_debs=()
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_debs+=(python3-venv)
+"$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_debs+=(python3-venv)
 command -v git >/dev/null || need_debs+=(git)
 command -v ssh-keygen >/dev/null || need_debs+=(openssh-client)
 if [ "${#need_debs[@]}" -gt 0 ]; then
@@ -20,8 +29,14 @@ if [ "${#need_debs[@]}" -gt 0 ]; then
     fi
 fi
 
+# A venv made by another Python (another version) is made again.
+want="$("$PY" -c 'import sys; print(sys.version)')"
+if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import sys; print(sys.version)' 2>/dev/null)" != "$want" ]; then
+    echo "setup: .venv was made by another Python; making it again with $PY" >&2
+    rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
+    "$PY" -m venv .venv
 fi
 # Reinstall only when pyproject.toml changed since the last install.
 stamp=.venv/.stackward-installed

@@ -17,7 +17,7 @@ import aiodocker
 import anyio
 
 from periphery.exceptions import CommandFailed, CommandTimeout, StackDeployFailed
-from periphery.ops.dockercli import stack_deploy_has_detach, stack_name
+from periphery.ops.dockercli import STACK_DETACH, probe, read_stack_files, stack_name
 from periphery.ops.envfile import check_env
 from periphery.ops.paths import resolve_inside
 from periphery.ops.process import Emit, base_env, note, run, shown
@@ -64,8 +64,10 @@ async def swarm_deploy(
     stack_name(name)
     check_env(env)
     paths = [resolve_inside(workdir, f) for f in files]
+    caps = await probe()
+    caps.check_stack_files(read_stack_files(paths))
     argv = ["docker", "stack", "deploy"]
-    if await stack_deploy_has_detach():
+    if caps.has(STACK_DETACH):
         argv.append("--detach=true")
     for path in paths:
         argv += ["-c", str(path)]

@@ -53,6 +53,17 @@ def docker(*args: str, check: bool = True, timeout: float = CLI_TIMEOUT) -> str:
     return done.stdout.strip()
 
 
+def file_in_container(pid: str | int, path: str) -> str | None:
+    """A file as the container whose main process is ``pid`` sees it (None when missing),
+    read through ``/proc/PID/root``. Not ``docker exec``: an engine started inside a chroot
+    (the fresh Debian of shared/tools/fresh-debian) runs exec'd commands outside the container
+    (seen there: ``docker exec C cat /proc/1/cmdline`` printed the host's init)."""
+    try:
+        return (Path(f"/proc/{int(pid)}/root") / path.lstrip("/")).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError, ProcessLookupError, ValueError):
+        return None
+
+
 def _engine_answers() -> bool:
     if shutil.which("docker") is None:
         return False
@@ -106,6 +117,10 @@ class DockerTestEnv:
 
     def docker(self, *args: str, check: bool = True) -> str:
         return docker(*args, check=check)
+
+    def read_file(self, container: str, path: str) -> str | None:
+        """``path`` inside the running ``container`` (see ``file_in_container``)."""
+        return file_in_container(docker("inspect", "--format", "{{.State.Pid}}", container), path)
 
     def _mine(self, names: Sequence[str]) -> list[str]:
         return [n for n in names if n.startswith(self.prefix)]

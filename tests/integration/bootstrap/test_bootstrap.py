@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from core.bootstrap import processes
-from tests.engine.fixtures import DockerTestEnv
+from tests.engine.fixtures import DockerTestEnv, file_in_container
 from tests.integration.bootstrap.throwaway_engine import ThrowawayEngine
 from tests.support.homelab import IMAGE, Repo
 from tests.support.processes import make_key, stackward_argv, toml_value, write_toml
@@ -196,7 +196,9 @@ class Lab:
                 f"label=com.docker.swarm.service.name={self.prefix}-{stack}_web",
             ).split()
             path = f"/run/secrets/{secret}"
-            values = {self.docker("exec", i, "cat", path, check=False) for i in ids}
+            pid = "{{.State.Pid}}"
+            pids = [self.docker("inspect", "--format", pid, i, check=False) for i in ids]
+            values = {file_in_container(pid, path) or "" for pid in pids}
             if len(values) == 1 and "" not in values:  # one task, and it answered
                 return values.pop()
             if time.monotonic() > deadline:

@@ -131,7 +131,7 @@ async def test_compose_and_swarm_deploys_through_the_channel(
         container = docker_env.docker(
             "ps", "-q", "--filter", f"label=com.docker.compose.project={project}"
         )
-        greeting = docker_env.docker("exec", container, "cat", "/www/greeting")
+        greeting = docker_env.read_file(container, "/www/greeting")
         assert greeting == "hello"
 
         # A late command from an older lock holder is refused before it runs.

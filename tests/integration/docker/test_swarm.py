@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from periphery.exceptions import HealthGateFailed, StackDeployFailed
+from periphery.ops import dockercli
 from periphery.ops.health import wait_swarm_healthy
 from periphery.ops.swarm import swarm_deploy, swarm_remove
 from periphery.ops.verdict import Rules, State
@@ -31,12 +32,7 @@ services:
       interval: 250ms
       timeout: 2s
       retries: 3
-  init:
-    image: {image}
-    command: ["sh", "-c", "echo init done"]
-    deploy:
-      mode: replicated-job
-  stuck:
+{job}  stuck:
     image: {image}
     command: ["sleep", "600"]
     init: true
@@ -83,16 +79,31 @@ services:
 """
 
 
-def write(tmp_path: Path, text: str, image: str) -> Path:
+# A swarm job in a stack file: `docker stack deploy` reads it from CLI 23.0 (docker/cli#2907);
+# Debian 12's 20.10 CLI stops at "Unknown mode: replicated-job".
+JOB = """  init:
+    image: {image}
+    command: ["sh", "-c", "echo init done"]
+    deploy:
+      mode: replicated-job
+"""
+
+
+def write(tmp_path: Path, text: str, image: str, job: str = "") -> Path:
     run_dir = tmp_path / "run"
     run_dir.mkdir(exist_ok=True)
-    (run_dir / "stack.yml").write_text(text.format(image=image))
+    (run_dir / "stack.yml").write_text(text.format(image=image, job=job.format(image=image)))
     return run_dir
+
+
+async def _cli_has_jobs() -> bool:
+    return (await dockercli.probe()).has(dockercli.STACK_JOBS)
 
 
 async def test_stack_deploys_and_passes_the_gate(tmp_path: Path, docker_env, recorder) -> None:
     name = docker_env.name("ok")
-    run_dir = write(tmp_path, HEALTHY, docker_env.image)
+    jobs = await _cli_has_jobs()  # the job's gate is tested where the CLI can deploy one
+    run_dir = write(tmp_path, HEALTHY, docker_env.image, JOB if jobs else "")
     started = time.monotonic()
     await swarm_deploy(
         name,
@@ -108,7 +119,7 @@ async def test_stack_deploys_and_passes_the_gate(tmp_path: Path, docker_env, rec
     elapsed = time.monotonic() - started
     assert {v.service: v.state for v in verdicts} == {
         f"{name}_web": State.READY,
-        f"{name}_init": State.READY,
+        **({f"{name}_init": State.READY} if jobs else {}),
     }
     assert elapsed < 15
     text = recorder.text()
@@ -134,6 +145,26 @@ async def test_stack_deploys_and_passes_the_gate(tmp_path: Path, docker_env, rec
     assert docker_env.docker("service", "ls", "-q", "--filter", label) == ""
     assert docker_env.docker("network", "ls", "-q", "--filter", label) == ""
     assert docker_env.docker("ps", "-aq", "--filter", label) == ""  # job containers too
+
+
+async def test_a_job_on_an_old_cli_is_refused_before_anything_runs(
+    tmp_path: Path, docker_env, recorder
+) -> None:
+    """On a CLI without stack jobs (Debian 12's 20.10) the deploy fails at once, naming the
+    service, the feature and the minimum, and creates nothing (20.10 itself would create the
+    stack's network, then stop at "Unknown mode")."""
+    if await _cli_has_jobs():
+        pytest.skip(f"this docker CLI ({(await dockercli.probe()).cli_version}) deploys jobs")
+    name = docker_env.name("job")
+    run_dir = write(tmp_path, HEALTHY, docker_env.image, JOB)
+    with pytest.raises(StackDeployFailed) as info:
+        await swarm_deploy(name, ["stack.yml"], run_dir, {}, recorder, resolve_image="never")
+    message = str(info.value)
+    assert "service 'init' has deploy.mode replicated-job" in message
+    assert "needs docker CLI 23.0 or newer" in message
+    label = f"label=com.docker.stack.namespace={name}"
+    assert docker_env.docker("network", "ls", "-q", "--filter", label) == ""
+    assert docker_env.docker("service", "ls", "-q", "--filter", label) == ""
 
 
 async def test_unhealthy_service_fails_with_reason_and_logs(
