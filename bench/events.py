@@ -162,14 +162,14 @@ def payload(i: int) -> Any:
 
 
 async def latency(args: argparse.Namespace) -> tuple[float, float, float]:
-    from core.app import EVENTS
+    from core.api.state import CORE
     from core.events.model import Kind
 
     total = args.rate * args.seconds
     with tempfile.TemporaryDirectory() as tmp:
         async with anyio.create_task_group() as tg:
             port, app = await start_core(tg, core_config(Path(tmp), event_queue=4096))
-            bus = app[EVENTS]
+            bus = app[CORE].events
             url = f"ws://127.0.0.1:{port}/ws/events?kind=deploy&format=msgpack"
             workers = Workers(url, args.subscribers, args.procs, total, raw=False)
             await workers.ready()
@@ -190,14 +190,14 @@ async def latency(args: argparse.Namespace) -> tuple[float, float, float]:
 
 
 async def saturation_stackward(args: argparse.Namespace) -> float:
-    from core.app import EVENTS
+    from core.api.state import CORE
     from core.events.model import Kind
 
     n = args.burst
     with tempfile.TemporaryDirectory() as tmp:
         async with anyio.create_task_group() as tg:
             port, app = await start_core(tg, core_config(Path(tmp), event_queue=4096))
-            bus = app[EVENTS]
+            bus = app[CORE].events
             url = f"ws://127.0.0.1:{port}/ws/events?kind=deploy&format=msgpack"
             workers = Workers(url, args.subscribers, args.procs, n, raw=False)
             await workers.ready()
@@ -276,8 +276,7 @@ def stack_block(name: str) -> str:
 
 
 async def webhook_latency(args: argparse.Namespace) -> dict[str, Any]:
-    from core.app import EVENTS
-    from core.runtime import RUNTIME
+    from core.api.state import CORE
     from periphery.agent import Agent
     from periphery.config import load_config as load_periphery
     from protocol.keys import PrivateKey
@@ -353,13 +352,13 @@ async def webhook_latency(args: argparse.Namespace) -> dict[str, Any]:
                 webhook_secret=SECRET,
             )
             port, app = await start_core(tg, config)
-            runtime = app[RUNTIME]
+            core = app[CORE]
             base = f"http://127.0.0.1:{port}"
             auth = {"Authorization": f"Bearer {TOKEN}"}
 
             async def settle() -> None:
                 with anyio.fail_after(30):
-                    while runtime.deploys.running():  # noqa: ASYNC110
+                    while core.reconciler and core.reconciler.busy():  # noqa: ASYNC110
                         await anyio.sleep(0.005)
 
             async with aiohttp.ClientSession() as session:
@@ -373,7 +372,8 @@ async def webhook_latency(args: argparse.Namespace) -> dict[str, Any]:
                         assert r.status == 200, await r.text()
                     await anyio.sleep(0.2)
                     await settle()
-                await runtime.pool.channel("p", 10)
+                assert core.pool is not None
+                await core.pool.channel("p", 10)
 
                 async def push(kind: str, name: str, stack: str, n: int) -> float:
                     path = f"stacks/{stack}/compose.yaml"
@@ -406,7 +406,7 @@ async def webhook_latency(args: argparse.Namespace) -> dict[str, Any]:
 
                 stack_times = [await push("stack", "web", "web", i) for i in range(args.pushes)]
                 sync_times, fetches = [], []
-                bus = app[EVENTS]
+                bus = app[CORE].events
                 for i in range(args.pushes):
                     sync_times.append(await push("sync", "lab", "app", 1000 + i))
                     fetched = [e for e in bus.recent(200) if e.kind == "change.detected"][-1].data()
@@ -435,7 +435,7 @@ async def main(args: argparse.Namespace) -> None:
             f" p99 {p99:.1f} ms (target ≤ 100 ms); delivered {share * 100:.2f}% (target 100%)"
         )
     if "b" in args.parts:
-        from core.app import EVENTS  # noqa: F401  (warm imports before timing)
+        from core.api.state import CORE  # noqa: F401  (warm imports before timing)
         from core.events.model import Event, Kind
 
         size = len(

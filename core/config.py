@@ -20,6 +20,11 @@
     drift_grace = 30                 # seconds a stack may be unhealthy before it is drift
     drift_redeploys = 3              # on_drift = "redeploy": at most this many ...
     drift_window = 3600              # ... redeploys per stack in this many seconds
+    reconcile = "auto"               # auto: deploy what is not converged (at start, after a
+                                     # failure's backoff, every reconcile_interval); manual: only
+                                     # when asked (apply, deploy, POST /api/reconcile)
+    reconcile_interval = 60          # seconds between reconcile passes (auto)
+    event_send_timeout = 30          # a subscriber that takes no event for this long is dropped
 
     [secrets]                        # values for [[NAME]] the resource files do not define
     DB_PASSWORD = "..."
@@ -67,6 +72,9 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     drift_grace: float = 30.0
     drift_redeploys: int = 3
     drift_window: float = 3600.0
+    reconcile: str = "auto"
+    reconcile_interval: float = 60.0
+    event_send_timeout: float = 30.0
     # Where the config was read from (not a key of the file).
     source: str = ""
 
@@ -119,7 +127,11 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
                 f'{file}: key "swarm_secrets.{logical}": {key!r} is not a key of [secrets]'
                 " with a value"
             )
+    if cfg.reconcile not in ("auto", "manual"):
+        raise ConfigError(f'{file}: key "reconcile": "{cfg.reconcile}" is not auto or manual')
     for key, value, low in (
+        ("reconcile_interval", cfg.reconcile_interval, 1),
+        ("event_send_timeout", cfg.event_send_timeout, 0.5),
         ("event_queue", cfg.event_queue, 16),
         ("event_keep", cfg.event_keep, 100),
         ("event_keep_days", cfg.event_keep_days, 0.01),

@@ -17,7 +17,10 @@ forever), or ``ignore`` (the event is still recorded).
 
 ``DriftWatch`` does the I/O: it follows the bus (Docker events, deploys), asks the stack's
 periphery for the stack's state when a grace period ends, publishes ``drift`` and
-``health.changed``, and starts redeploys.
+``health.changed``, records what the engine reports (convergence reads it: a drifted stack is not
+converged), and asks the reconciler for redeploys (an intent, ``drift``). A deploy that failed
+before it reached the engine (checkout, pre-deploy) changes nothing the engine runs, so it says
+nothing about health.
 """
 
 from __future__ import annotations
@@ -26,25 +29,29 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.to_thread
 
-from core.events.bus import Subscription
+from core.config import CoreConfig
+from core.events.bus import EventBus, Subscription
 from core.events.model import Drift, Filter, HealthChanged, Kind
+from core.exceptions import CoreError, StoreError
+from core.pool import PeripheryPool
+from core.reconcile.reconciler import Intent, Reconciler
 from core.resources.variables import Values
+from core.store import Store
+from core.store.deploys import DeployRecords
 from protocol.messages import DeployMode, HealthGateReport, StackState
-
-if TYPE_CHECKING:
-    from core.runtime import CoreRuntime
 
 log = logging.getLogger(__name__)
 
 AFTER_DEPLOY_QUIET = 5.0  # seconds after a deploy during which its own events are expected
 STATE_TIMEOUT = 15.0  # seconds to get a stack's state from its periphery
 ON_DRIFT = ("alert", "redeploy", "ignore")
+ENGINE_STEPS = ("deploy", "health")  # a failure there changed what the engine runs
 
 
 @dataclass(frozen=True)
@@ -180,13 +187,25 @@ class _StackWatch:
 
 
 class DriftWatch:
-    def __init__(self, runtime: CoreRuntime) -> None:
-        self.runtime = runtime
-        config = runtime.config
+    def __init__(
+        self,
+        config: CoreConfig,
+        store: Store,
+        records: DeployRecords,
+        events: EventBus,
+        pool: PeripheryPool,
+        reconciler: Reconciler,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.records = records
+        self.events = events
+        self.pool = pool
+        self.reconciler = reconciler
         self.grace = config.drift_grace
         self.limiter = FlapLimiter(config.drift_redeploys, config.drift_window)
         self.managed = Managed()
-        self.masker = Values({}, runtime.config.secrets)  # what the state reports may quote
+        self.masker = Values({}, config.secrets)  # what the state reports may quote
         self._stacks: dict[str, _StackWatch] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -194,9 +213,8 @@ class DriftWatch:
         return self._stacks.setdefault(name, _StackWatch())
 
     async def refresh(self) -> None:
-        records = self.runtime.deploys.records
-        stored = await anyio.to_thread.run_sync(self.runtime.store.resources)
-        deployed = await anyio.to_thread.run_sync(records.ever_healthy)
+        stored = await anyio.to_thread.run_sync(self.store.resources)
+        deployed = await anyio.to_thread.run_sync(self.records.ever_healthy)
         self.managed = managed_from(stored, deployed)
         variables = {
             name: str(res.config.get("config", {}).get("value", ""))
@@ -208,12 +226,12 @@ class DriftWatch:
             for (kind, name), res in stored.items()
             if kind == "variable" and res.config.get("config", {}).get("is_secret")
         ]
-        self.masker = Values(variables, self.runtime.config.secrets, secret)
+        self.masker = Values(variables, self.config.secrets, secret)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        bus = self.runtime.events
+        bus = self.events
         flt = Filter(kinds=("docker.event", "deploy.started", "deploy.finished", "resource"))
         with bus.subscribe(flt, limit=10_000) as sub:
             await self.refresh()
@@ -249,8 +267,9 @@ class DriftWatch:
             st.busy = False
             st.quiet_until = now + AFTER_DEPLOY_QUIET
             st.reasons.clear()
-            if data["status"] in ("healthy", "failed"):
-                self._health(data["stack"], data["status"] == "healthy", data.get("message", ""))
+            status, step = data["status"], data.get("step", "")
+            if status == "healthy" or (status == "failed" and step in ENGINE_STEPS):
+                self._health(data["stack"], status == "healthy", data.get("message", ""))
                 await self.refresh()
             return
         if kind == Kind.RESOURCE_APPLIED:
@@ -263,7 +282,7 @@ class DriftWatch:
         if info is None:
             return
         st = self._state(stack)
-        if st.busy or stack in self.runtime.deploys.running():
+        if st.busy or stack in self.reconciler.deploying():
             return  # the deploy's own doing; its health gate judges the outcome
         trigger = triage(
             data["type"],
@@ -305,7 +324,7 @@ class DriftWatch:
         st = self._state(info.name)
         try:
             await anyio.sleep(max(self.grace, st.quiet_until - time.monotonic()))
-            if st.busy or info.name in self.runtime.deploys.running():
+            if st.busy or info.name in self.reconciler.deploying():
                 st.reasons.clear()  # a deploy (or one waiting for its tier) will judge it
                 return
             healthy, detail, services = await self._stack_state(info)
@@ -324,7 +343,7 @@ class DriftWatch:
             st.check_pending = False
 
     async def _stack_state(self, info: StackInfo) -> tuple[bool, str, list[str]]:
-        pool = self.runtime.pool
+        pool = self.pool
         connected = pool.connected()
         server = next(
             (s for s in info.servers if s in connected), info.servers[0] if info.servers else ""
@@ -355,11 +374,20 @@ class DriftWatch:
         if st.healthy is healthy:
             return
         previous, st.healthy = st.healthy, healthy
-        self.runtime.events.publish(
+        self.events.publish(
             Kind.HEALTH_CHANGED,
             f"stack:{stack}",
             HealthChanged(stack=stack, healthy=healthy, previous=previous, detail=detail),
         )
+        if self._tg is not None:
+            engine = "healthy" if healthy else ("missing" if "nothing" in detail else "unhealthy")
+            self._tg.start_soon(self._record_engine, stack, engine, detail)
+
+    async def _record_engine(self, stack: str, engine: str, detail: str) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.records.set_engine, stack, engine, detail)
+        except StoreError as exc:
+            log.warning("drift: %s's engine state not recorded: %s", stack, exc)
 
     async def _drift(self, info: StackInfo, reason: str, detail: str, services: list[str]) -> None:
         action, run = info.on_drift, None
@@ -375,7 +403,7 @@ class DriftWatch:
         (log.info if action == "ignore" else log.warning)(
             "drift in stack %s (%s): %s; %s", info.name, reason, detail, action
         )
-        self.runtime.events.publish(
+        self.events.publish(
             Kind.DRIFT,
             f"stack:{info.name}",
             Drift(
@@ -389,17 +417,11 @@ class DriftWatch:
         )
 
     async def _redeploy(self, info: StackInfo) -> int | None:
-        from core.deploy.service import DeployRefused
-        from core.exceptions import CoreError
-
-        runtime = self.runtime
-        stored = await anyio.to_thread.run_sync(runtime.store.resources)
-        resource = stored.get(("stack", info.name))
-        if resource is None:
-            return None
         try:
-            rs, _ = await anyio.to_thread.run_sync(runtime.syncs.load, resource.sync)
-            return await runtime.deploys.start(rs, [info.name], f"drift: redeploy {info.name}")
-        except (DeployRefused, CoreError) as exc:
+            admission = await self.reconciler.submit(
+                Intent([info.name], "drift", f"drift: redeploy {info.name}")
+            )
+        except CoreError as exc:
             log.warning("drift: cannot redeploy %s: %s", info.name, exc)
             return None
+        return admission.runs.get(info.name)

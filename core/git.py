@@ -230,6 +230,23 @@ def changed_paths(mirror: os.PathLike[str] | str, old: str, new: str) -> list[st
     return [line for line in out.splitlines() if line]
 
 
+def is_ancestor(mirror: os.PathLike[str] | str, old: str, new: str) -> bool:
+    """Whether ``new`` descends from ``old`` (or is it); False when either is unknown there."""
+    if not (_SHA.fullmatch(old) and _SHA.fullmatch(new)):
+        return False
+    try:
+        done = subprocess.run(
+            ["git", "--git-dir", str(mirror), "merge-base", "--is-ancestor", old, new],
+            capture_output=True,
+            timeout=GIT_TIMEOUT,
+            env=_env(),
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
 def provider_url(provider: str, https: bool, repo: str) -> str:
     """Komodo's ``git_provider`` + ``repo`` (``account/name``) as a clone URL."""
     repo = repo.removesuffix(".git")

@@ -1,7 +1,9 @@
 """Running the core: ``stackward core --config FILE``.
 
-Serves :func:`core.app.build_app` on ``config.listen`` until SIGINT or SIGTERM. At start it
-loads and checks the local ``resources`` and logs what it found; plans read the files afresh.
+Opens the store and the event bus, has the composition root (``core/wiring.py``) build and run
+the parts, and serves the HTTP app (``core/api``) on ``config.listen`` until SIGINT or SIGTERM.
+At start it loads and checks the local ``resources`` and logs what it found; plans read the
+files afresh.
 """
 
 from __future__ import annotations
@@ -9,21 +11,26 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import anyio
 import anyio.to_thread
 from aiohttp import web
 
-from core.app import build_app
+from core import wiring
+from core.api.app import build_app
 from core.config import CoreConfig
 from core.events.bus import BusSettings, EventBus
 from core.events.log import EventLog
 from core.events.model import CoreStarted, Kind, ResourcesLoaded
-from core.runtime import CoreRuntime, load_private_key
+from core.exceptions import ConfigError
 from core.store import Store
+from protocol.keys import PrivateKey
 from protocol.memory import keep_large_buffers
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 0.5  # open HTTP requests get this long once the core stops
 
 
 async def serve(
@@ -52,17 +59,17 @@ async def serve(
             )
             if loaded is not None:
                 bus.publish(Kind.RESOURCES_LOADED, "sync:local", loaded)
-            setups = list(setup)
-            if config.private_key:
-                runtime = CoreRuntime(config, store, load_private_key(config), events=bus)
-                await tg.start(runtime.run)
-                setups.append(runtime.setup)
-            else:
+            key = load_private_key(config) if config.private_key else None
+            if key is None:
                 log.warning(
                     "no private_key in the config: peripheries and deploys are off"
                     " (stackward keys new FILE, then private_key = FILE)"
                 )
-            await _serve_app(config, store, bus, setups, started)
+            core = wiring.build(config, store, bus, key)
+            async with anyio.create_task_group() as parts:
+                await parts.start(wiring.run, core)
+                await _serve_app(config, build_app(core), setup, started)
+                parts.cancel_scope.cancel()
             tg.cancel_scope.cancel()
     finally:
         store.close()
@@ -70,13 +77,13 @@ async def serve(
 
 async def _serve_app(
     config: CoreConfig,
-    store: Store,
-    bus: EventBus,
+    app: web.Application,
     setup: Sequence[Callable[[web.Application], None]],
     started: Callable[[int], None] | None,
 ) -> None:
-    app = build_app(config, store=store, events=bus, setup=setup)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+    for fn in setup:
+        fn(app)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
@@ -90,7 +97,18 @@ async def _serve_app(
                 log.info("core stopping on signal %s", signal.Signals(signum).name)
                 break
     finally:
-        await runner.cleanup()
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()
+
+
+def load_private_key(config: CoreConfig) -> PrivateKey:
+    from core.keyfiles import read_private_key
+    from protocol.exceptions import BadKey
+
+    try:
+        return read_private_key(Path(config.private_key))
+    except BadKey as exc:
+        raise ConfigError(f"{config.source}: key 'private_key': {exc}") from exc
 
 
 def _version() -> str:

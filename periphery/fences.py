@@ -17,6 +17,21 @@ from protocol.messages import Fence
 log = logging.getLogger(__name__)
 
 
+def fence_file(root: Path) -> Path:
+    return root / ".stackward" / "fences.json"
+
+
+def highest_token(path: Path) -> int:
+    """The highest token in a fence file (0 when there is none)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return 0
+    if not isinstance(data, dict):
+        return 0
+    return max((int(v) for v in data.values() if isinstance(v, int)), default=0)
+
+
 class FenceBook:
     def __init__(self, path: Path) -> None:
         self.path = path

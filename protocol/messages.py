@@ -235,6 +235,9 @@ class HealthReport(msgspec.Struct, frozen=True, tag_field="t", tag="health"):
     docker: bool
     docker_version: str = ""
     docker_error: str = ""
+    # The highest fencing token the agent has seen (any stack): a core whose database was lost
+    # or restored continues above it instead of being refused as stale.
+    fence: int = 0
 
 
 class EchoReply(msgspec.Struct, frozen=True, tag_field="t", tag="echo"):

@@ -7,7 +7,7 @@
 3. ``secrets``: each listed secret's current version (``core.deploy.secrets``) created when
    missing (``SecretCreate``, the value on the channel only).
 4. ``stack NAME``, for each infrastructure stack in order: deployed through the core's own
-   ``DeployService`` (checkout, pre-deploy, deploy, health gate), unless it is healthy already
+   reconciler (checkout, pre-deploy, deploy, health gate), unless it is healthy already
    and uses no old secret version.
 5. ``secret users``: the other stacks whose services still use an old secret version,
    redeployed (in their tiers' order).
@@ -42,6 +42,7 @@ from core.bootstrap import processes
 from core.bootstrap.config import BootstrapConfig, SecretSpec
 from core.bootstrap.sources import read_secret
 from core.config import CoreConfig
+from core.deploy.deployer import StackDeployer
 from core.deploy.jobs import JobError, plan_job, values_of
 from core.deploy.secrets import (
     SecretPlan,
@@ -51,14 +52,19 @@ from core.deploy.secrets import (
     remove_unused,
     wanted_versions,
 )
-from core.deploy.service import DeployRefused, DeployService
 from core.deploy.stack import StackJob
+from core.events.bus import EventBus
 from core.exceptions import BootstrapFailed, ConfigError, CoreError, PeripheryUnavailable
+from core.plan.service import SyncService
 from core.pool import PeripheryPool, PoolSettings, ServerEndpoint
+from core.reconcile.desired import FixedResources
+from core.reconcile.reconciler import Intent, Reconciler, Refused
 from core.resources.loader import load_paths
 from core.resources.models import ResourceSet, ServerConfig
-from core.runtime import load_private_key
+from core.server import load_private_key
 from core.store import Store
+from core.store.deploys import DeployRecords
+from core.store.intents import IntentLog
 from protocol.exceptions import BadKey, ChannelError
 from protocol.messages import (
     Command,
@@ -186,7 +192,9 @@ class Bootstrap:
         self.state_dir = Path(config.state_dir)
         self.results: list[StepResult] = []
         self._pool: PeripheryPool | None = None
-        self._deploys: DeployService | None = None
+        self._deployer: StackDeployer | None = None
+        self._reconciler: Reconciler | None = None
+        self._records: DeployRecords | None = None
         self._prepared: Prepared | None = None
         self._wanted: dict[str, str] = {}  # logical secret → its version for these sources
 
@@ -212,12 +220,22 @@ class Bootstrap:
         )
         pool.set_servers([prepared.pool_endpoint])
         self._pool = pool
-        self._deploys = deploys = DeployService(self.core, store, pool)
+        events = EventBus(None)
+        self._records = records = DeployRecords(store)
+        self._deployer = deployer = StackDeployer(self.core, records, pool, events)
+        fingerprint = SyncService(self.core, store).fingerprint
+        self._reconciler = reconciler = Reconciler(
+            FixedResources(prepared.resources, self.core.secrets, fingerprint),
+            deployer,
+            records,
+            IntentLog(store),
+            events,
+        )
         failed: CoreError | None = None
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(pool.run)
-                await tg.start(deploys.run)
+                await tg.start(reconciler.run)
                 try:
                     await self._steps()
                 except (BootstrapFailed, ConfigError) as exc:  # raised below, not in a group
@@ -270,9 +288,9 @@ class Bootstrap:
         return self._prepared
 
     @property
-    def deploys(self) -> DeployService:
-        assert self._deploys is not None
-        return self._deploys
+    def deployer(self) -> StackDeployer:
+        assert self._deployer is not None
+        return self._deployer
 
     async def _channel(self, wait: float = CHANNEL_WAIT) -> CoreChannel:
         assert self._pool is not None
@@ -361,13 +379,13 @@ class Bootstrap:
         """The listed secrets and those the core keeps ([swarm_secrets]), at their current
         versions."""
         values = {
-            **self.deploys.core_secret_values(),
+            **self.deployer.core_secret_values(),
             **await anyio.to_thread.run_sync(self._read_values),
         }
         if not values:
             return UNCHANGED, "no secrets listed"
         self._wanted = wanted_versions(values)
-        self.deploys.pinned_secrets = dict(self._wanted)
+        self.deployer.pinned_secrets = dict(self._wanted)
         created, _ = await ensure_versions(await self._channel(), values)
         detail = ", ".join(
             f"{name} → {version}" + (" (new)" if version in created else "")
@@ -407,11 +425,13 @@ class Bootstrap:
 
     async def _deploy(self, names: Sequence[str], step: str) -> dict[str, str]:
         """Deploy ``names`` in one run of the core's deploy service; their commits."""
+        assert self._reconciler is not None and self._records is not None
         try:
-            run_id = await self.deploys.start(self.prepared.resources, names, "bootstrap")
-        except DeployRefused as exc:
+            admission = await self._reconciler.submit(Intent(list(names), "bootstrap", step))
+        except Refused as exc:
             raise BootstrapFailed(step, str(exc), "fix the stack's resource") from exc
-        records = self.deploys.records
+        [run_id] = admission.run_ids
+        records = self._records
         seen: set[tuple[str, str]] = set()
         try:
             with anyio.fail_after(self.config.stack_timeout * len(names)):

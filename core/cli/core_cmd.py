@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from core.config import load_config  # heavy imports kept out of register()
     from core.exceptions import ConfigError, StoreError
-    from core.runtime import load_private_key
+    from core.server import load_private_key
 
     try:
         config = load_config(args.config)

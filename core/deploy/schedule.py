@@ -3,10 +3,12 @@
 A stack starts as soon as everything it waits for has finished healthy: the stacks of a tier run
 in parallel (at most ``limit`` at once), a tier starts only when every stack of the tier before is
 healthy (the graph's tier barriers), and a failure stops exactly its dependents, each reported
-``skipped`` with the stack whose failure stopped it, while independent branches go on.
+``skipped`` with every stack whose failure stopped it, while independent branches go on.
 
-Stacks outside ``targets`` are taken as already deployed (they satisfy what waits for them). The
-scheduler does no I/O of its own: it calls ``deploy(name)`` and records what came back.
+Stacks outside ``targets`` are taken as deployed (they satisfy what waits for them), unless
+``external(name)`` says otherwise: the reconciler passes one that waits while another run deploys
+that stack, and answers why it failed. The scheduler does no I/O of its own: it calls
+``deploy(name)`` and records what came back.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from core.resources.graph import Graph, describe, is_barrier
+from core.dependency_graph import Graph, describe, is_barrier
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class StackFailed(Exception):
 
 Deploy = Callable[[str], Awaitable[None]]
 Notify = Callable[[StackOutcome], Awaitable[None]]
+# A stack outside the targets: wait while it is being deployed elsewhere; its failure, or None.
+External = Callable[[str], Awaitable[str | None]]
 
 
 async def _ignore(outcome: StackOutcome) -> None:
@@ -64,6 +68,7 @@ async def run_graph(
     *,
     limit: int = DEFAULT_PARALLEL,
     on_finished: Notify = _ignore,
+    external: External | None = None,
 ) -> dict[str, StackOutcome]:
     """Deploy ``targets`` in dependency order; return each target's outcome."""
     wanted = set(targets)
@@ -73,8 +78,9 @@ async def run_graph(
     graph.waves()  # raises ValueError naming the cycle, before anything runs
 
     outcomes: dict[str, StackOutcome] = {}
-    # Where a node's chain of failure starts: the failed stack that stops it, if any.
-    blocked_by: dict[str, str] = {}
+    # Where a node's chains of failure start: the failed stacks that stop it, if any.
+    blocked_by: dict[str, set[str]] = {}
+    outside: list[str] = []  # non-targets to ask ``external`` about
     done: set[str] = set()  # nodes resolved (healthy, failed, skipped, or not a target)
     running: set[str] = set()
     limiter = anyio.CapacityLimiter(max(1, limit))
@@ -96,17 +102,27 @@ async def run_graph(
                 node_deps = deps(node)
                 if not all(d in done for d in node_deps):
                     continue
-                cause = next((blocked_by[d] for d in node_deps if d in blocked_by), None)
-                if node not in wanted:
+                causes: set[str] = set()
+                for d in node_deps:
+                    causes |= blocked_by.get(d, set())
+                if node not in wanted and external is not None and not is_barrier(node):
+                    if causes:
+                        blocked_by[node] = causes
+                        done.add(node)
+                        progress = True
+                    else:
+                        outside.append(node)
+                        running.add(node)
+                elif node not in wanted:
                     # Barriers, and stacks not being deployed: pass a failure through.
-                    if cause is not None:
-                        blocked_by[node] = cause
+                    if causes:
+                        blocked_by[node] = causes
                     done.add(node)
                     progress = True
-                elif cause is not None:
-                    blocked_by[node] = cause
+                elif causes:
+                    blocked_by[node] = causes
                     outcomes[node] = StackOutcome(
-                        node, Status.SKIPPED, f"not deployed: {cause} failed"
+                        node, Status.SKIPPED, f"not deployed: {_failed(causes)}"
                     )
                     done.add(node)
                     progress = True
@@ -123,7 +139,7 @@ async def run_graph(
                 await deploy(name)
             except StackFailed as exc:
                 outcome = StackOutcome(name, Status.FAILED, str(exc), started, time.monotonic())
-                blocked_by[name] = name
+                blocked_by[name] = {name}
             else:
                 outcome = StackOutcome(name, Status.HEALTHY, "", started, time.monotonic())
         outcomes[name] = outcome
@@ -133,17 +149,38 @@ async def run_graph(
         await on_finished(outcome)
         changed.set()
 
+    async def elsewhere(name: str) -> None:
+        assert external is not None
+        cause = await external(name)
+        if cause is not None:
+            blocked_by[name] = {cause}
+        running.discard(name)
+        done.add(name)
+        changed.set()
+
     async with anyio.create_task_group() as tg:
         while True:
             changed = anyio.Event()  # set by any stack that finishes from here on
             for name in settle():
                 tg.start_soon(one, name)
+            while outside:
+                tg.start_soon(elsewhere, outside.pop())
             while pending_notices:
                 await on_finished(pending_notices.pop(0))
             if not running:
                 break
             await changed.wait()
     return {name: outcomes[name] for name in sorted(wanted)}
+
+
+def _failed(causes: set[str]) -> str:
+    names = sorted(causes)
+    if len(names) == 1:
+        return f"{names[0]} failed" if " " not in names[0] else names[0]
+    plain = [n for n in names if " " not in n]
+    other = [n for n in names if " " in n]
+    parts = ([f"{', '.join(plain)} failed"] if plain else []) + other
+    return "; ".join(parts)
 
 
 def order_for_display(graph: Graph, names: Iterable[str]) -> list[str]:

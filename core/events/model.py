@@ -38,6 +38,7 @@ class Kind(enum.StrEnum):
     DRIFT = "drift"
     PERIPHERY_CONNECTED = "periphery.connected"
     PERIPHERY_LOST = "periphery.lost"
+    INTENT_RECORDED = "intent.recorded"
 
 
 # ------------------------------------------------------------------------------- payloads
@@ -125,9 +126,11 @@ class DeployFinished(msgspec.Struct, frozen=True):
     run: int
     deploy: int
     stack: str
-    status: str  # healthy | failed | skipped | cancelled
+    status: str  # healthy | failed | skipped | interrupted
     message: str
     seconds: float
+    step: str = ""  # the step that failed
+    tail: str = ""  # a failure's last output lines (masked)
 
 
 class HealthChanged(msgspec.Struct, frozen=True):
@@ -174,6 +177,16 @@ class PeripheryLost(msgspec.Struct, frozen=True):
     reason: str
 
 
+class IntentRecorded(msgspec.Struct, frozen=True):
+    """A trigger for some stacks, recorded; ``runs`` names the run that carries each stack."""
+
+    intent: int
+    source: str  # api | apply | webhook | poll | drift | secrets | startup | reconcile
+    reason: str
+    stacks: list[str]
+    runs: dict[str, int]
+
+
 Payload = (
     CoreStarted
     | ResourcesLoaded
@@ -191,6 +204,7 @@ Payload = (
     | Drift
     | PeripheryConnected
     | PeripheryLost
+    | IntentRecorded
 )
 
 # ---------------------------------------------------------------------------------- event

@@ -36,6 +36,7 @@ import anyio
 import msgspec
 from aiohttp import WSMsgType, web
 
+from core.api.http import error_response
 from core.events.bus import EventBus, Subscriber, Subscription
 from core.events.model import Event, Filter
 from protocol import codec
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 AUTH_DEADLINE = 5.0  # seconds for the first-message token
 SEND_TIMEOUT = 30.0  # a send that makes no progress for this long ends the subscription
+CLOSE_TIMEOUT = 1.0  # a polite close that takes longer is given up (the socket is aborted)
 BATCH_EVENTS = 256  # events per msgpack message at most
 MAX_CLIENT_MESSAGE = 4096  # bytes: clients only ever send a token
 TRY_AGAIN_LATER = 1013
@@ -116,7 +118,9 @@ class EventStream:
         origins: Sequence[str],
         queue: int,
         limiter: AuthFailureLimiter | None = None,
+        send_timeout: float = SEND_TIMEOUT,
     ) -> None:
+        self.send_timeout = send_timeout
         self.bus = bus
         self.tokens = list(tokens)
         self.origins = set(origins)
@@ -130,8 +134,6 @@ class EventStream:
         self.limiter.record_failure(address, time.monotonic())
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        from core.app import error_response
-
         try:
             options = parse_query(request.query)
         except BadQuery as exc:
@@ -162,16 +164,24 @@ class EventStream:
             limit=self.queue,
             close_on_lag=options.close_on_lag,
         ) as subscription:
+            stuck = False
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._read_until_closed, ws, tg.cancel_scope)
                 try:
-                    await self._send_all(ws, subscription, options.msgpack)
+                    stuck = await self._send_all(ws, subscription, options.msgpack)
                 except (ConnectionError, TimeoutError) as exc:
                     log.info("events: subscriber %s gone: %s", subscription.subscriber.id, exc)
+                    stuck = True
                 tg.cancel_scope.cancel()
-        if not ws.closed:
-            with anyio.move_on_after(1.0):
+        if not ws.closed and not stuck:
+            with anyio.move_on_after(CLOSE_TIMEOUT):
                 await ws.close()
+        if stuck or not ws.closed:
+            # A subscriber that does not read cannot be closed politely (the close frame waits
+            # behind what it did not read): drop the connection, and its kernel buffers.
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
         return ws
 
     async def _first_message_token(self, ws: web.WebSocketResponse) -> bool:
@@ -195,9 +205,11 @@ class EventStream:
             pass
         scope.cancel()
 
-    async def _send_all(self, ws: web.WebSocketResponse, sub: Subscription, mp: bool) -> None:
+    async def _send_all(self, ws: web.WebSocketResponse, sub: Subscription, mp: bool) -> bool:
+        """Send until the subscription ends; True when it ended because the subscriber does
+        not keep up (its socket is then aborted)."""
         async def send(events: list[Event]) -> None:
-            with anyio.fail_after(SEND_TIMEOUT):
+            with anyio.fail_after(self.send_timeout):
                 if mp:
                     await ws.send_bytes(codec.batch([e.msgpack() for e in events]))
                 else:
@@ -205,7 +217,7 @@ class EventStream:
                         await ws.send_frame(e.json(), WSMsgType.TEXT)
 
         async def control(message: dict[str, Any]) -> None:
-            with anyio.fail_after(SEND_TIMEOUT):
+            with anyio.fail_after(self.send_timeout):
                 if mp:
                     await ws.send_bytes(_mp.encode(message))
                 else:
@@ -221,9 +233,9 @@ class EventStream:
         while True:
             if subscriber.overflowed:
                 log.info("events: subscriber %s fell behind; closing (1013)", subscriber.id)
-                with anyio.move_on_after(1.0):
+                with anyio.move_on_after(CLOSE_TIMEOUT):
                     await ws.close(code=TRY_AGAIN_LATER, message=b"fell behind; resume with since")
-                return
+                return not ws.closed
             batch = subscriber.take(BATCH_EVENTS if mp else 16)
             if batch:
                 await send(batch)

@@ -26,6 +26,8 @@ def canonical_form(res: Resource, fingerprint: Fingerprint = default_fingerprint
     out: dict[str, Any] = {"description": res.description, "tags": list(res.tags)}
     if res.kind == "stack":
         out.update(deploy=res.deploy, after=list(res.after), tier=res.tier, on_drift=res.on_drift)
+        if res.wait_for:  # only when set: hashes of stacks without it stay what they were
+            out["wait_for"] = list(res.wait_for)
     elif res.kind == "repo":
         out["after"] = list(res.after)
     if res.kind == "variable":

@@ -46,6 +46,9 @@ class Plan(msgspec.Struct):
     created_at: float = 0.0
     applied_at: float | None = None
     commit: str = ""  # the commit of a git-backed sync's files ("" for files on the host)
+    tiers: list[str] = msgspec.field(default_factory=list)  # the files' tier order
+    # Every resource the sync's files define (whether it changed or not): who owns what.
+    defines: list[tuple[str, str]] = msgspec.field(default_factory=list)
 
     @property
     def empty(self) -> bool:

@@ -1,15 +1,24 @@
-"""Diff desired resources against the stored state: pure, deterministic, no I/O.
+"""Diff desired resources against the stored state, and list the stacks to deploy: pure,
+deterministic, no I/O.
 
 Inputs are the loaded :class:`~core.resources.ResourceSet`, the stored resources, the state
-revision the plan is based on, the sync's options, and the paths that changed at the new commit
-(``changed_paths``: one collection for every stack, or a callable giving it per stack, so that the
-git layer can answer per repository; for local files without git it is empty).
+revision the plan is based on, the sync's options, and for the deploy list (``DeployInputs``):
+each stack's convergence record (its last deploy and the last healthy one's spec and commit, and
+what the engine reports), the hashes of the core-held secrets, the commit each stack should run,
+and a way to tell which files changed between two commits.
 
-Deploy list: ``deploy = true`` stacks that are new, whose deploy-relevant config changed, whose
-tracked files changed (compose files, tracked env files, config files, all relative to the run
-directory), that use a variable that changed, or that name in ``after`` (transitively) a stack
-being deployed. Tiers order deploys (``deploy_waves``) but do not trigger them: a change to an
-infrastructure stack does not redeploy every application stack.
+Deploy list: every ``deploy = true`` stack that is not converged (core/reconcile/convergence.py):
+new, never deployed healthy, last deploy failed / skipped / interrupted, its spec changed since its
+last healthy deploy (config, its repo, the variables it refers to), its files changed at the new
+commit, or drifted; and, as Komodo's sync does (bin/core/src/sync/deploy.rs: a stack whose
+``after`` parent deploys is deployed too, "parent dependency is deploying"), every stack that
+names one of those in ``after`` (transitively). ``wait_for`` orders without that cascade; tiers
+order deploys but do not trigger them.
+
+Ownership: a resource has one owner. When another sync's last apply still defines a resource
+this sync defines too, the plan fails naming both, unless one sync defines the other: a sync
+hands its resources over to a sync it defines (the core's ``local`` file bootstrapping a
+self-referencing git sync), and the parent's copy is then left alone with a note.
 
 The plan id is the hash of its content (sync, base revision, changes, deploys), so the same
 inputs always give the same id.
@@ -17,12 +26,14 @@ inputs always give the same id.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from core.dependency_graph import is_barrier, stack_graph
+from core.exceptions import PlanError
 from core.plan.canonical import Fingerprint, canonical_form, content_hash, default_fingerprint
 from core.plan.models import (
     DeployItem,
@@ -32,35 +43,20 @@ from core.plan.models import (
     StoredResource,
     SyncOptions,
 )
+from core.reconcile.convergence import Desired, Record, judge
+from core.reconcile.spec import repo_form, spec_of, stack_form, tracked_files
 from core.resources.gcpause import gc_paused
-from core.resources.graph import is_barrier, stack_graph
 from core.resources.models import Resource, ResourceSet, StackConfig
-from core.resources.variables import references
 
-ChangedPaths = Collection[str] | Callable[[Resource], Collection[str]]
+__all__ = [
+    "DeployInputs",
+    "diff_fields",
+    "make_plan",
+    "stack_spec",
+    "sync_options",
+    "tracked_files",
+]
 
-# Stack fields whose change alone does not call for a redeploy.
-NO_REDEPLOY_FIELDS = frozenset(
-    {
-        "(sync)",  # another sync took the stack over: same stack, nothing to redeploy
-        "description",
-        "tags",
-        "deploy",
-        "after",
-        "tier",
-        "on_drift",
-        "config.links",
-        "config.send_alerts",
-        "config.webhook_enabled",
-        "config.webhook_secret",
-        "config.webhook_force_deploy",
-        "config.poll_for_updates",
-        "config.auto_update",
-        "config.auto_update_all_services",
-        "config.auto_update_skip_services",
-        "config.health",
-    }
-)
 KIND_ORDER = ("variable", "server", "swarm", "repo", "resource_sync", "stack", "procedure")
 
 
@@ -96,15 +92,15 @@ def _matches(tags: Collection[str], match_tags: Collection[str]) -> bool:
     return all(t in tags for t in match_tags)
 
 
-def tracked_files(cfg: StackConfig) -> list[str]:
-    """Repo-relative paths whose change redeploys the stack."""
-    run = cfg.run_directory or "."
-    files = [
-        *cfg.compose_files(),
-        *(f.path for f in cfg.additional_env_files if f.track),
-        *(f.path for f in cfg.config_files),
-    ]
-    return sorted({posixpath.normpath(posixpath.join(run, f)) for f in files})
+@dataclass(frozen=True)
+class DeployInputs:
+    """What the deploy list is decided with, besides the resources (see the module doc)."""
+
+    records: Mapping[str, Record] = field(default_factory=dict)
+    secret_hashes: Mapping[str, str] = field(default_factory=dict)  # core-held secrets
+    commit_of: Callable[[Resource], str] | None = None  # the commit a stack should run
+    changed_files: Callable[[Resource, str, str], Collection[str] | None] | None = None
+    owners: Mapping[tuple[str, str], Collection[str]] = field(default_factory=dict)
 
 
 def make_plan(
@@ -114,7 +110,7 @@ def make_plan(
     state: Mapping[tuple[str, str], StoredResource],
     base_revision: int,
     options: SyncOptions | None = None,
-    changed_paths: ChangedPaths = (),
+    inputs: DeployInputs | None = None,
     fingerprint: Fingerprint = default_fingerprint,
     created_at: float = 0.0,
     commit: str = "",
@@ -126,7 +122,7 @@ def make_plan(
             state,
             base_revision,
             options,
-            changed_paths,
+            inputs or DeployInputs(),
             fingerprint,
             created_at,
             commit,
@@ -140,7 +136,7 @@ def _make_plan(
     state: Mapping[tuple[str, str], StoredResource],
     base_revision: int,
     options: SyncOptions | None,
-    changed_paths: ChangedPaths,
+    inputs: DeployInputs,
     fingerprint: Fingerprint,
     created_at: float,
     commit: str = "",
@@ -156,13 +152,16 @@ def _make_plan(
         if opts.match_tags and not _matches(res.tags, opts.match_tags):
             continue
         wanted[key] = res
+    _owners(sync, desired, wanted, state, inputs.owners, notes)
 
     changes: list[ResourceChange] = []
+    hashes: dict[tuple[str, str], str] = {}
     changed_fields: dict[tuple[str, str], list[str]] = {}
     for key in sorted(wanted, key=_order):
         res = wanted[key]
         form = canonical_form(res, fingerprint)
         new_hash = content_hash(form)
+        hashes[key] = new_hash
         old = state.get(key)
         if old is not None and old.hash == new_hash and old.sync == sync:
             continue  # unchanged: the common case, no diff and no plain copy needed
@@ -202,7 +201,7 @@ def _make_plan(
                 " sync does not delete (set delete = true to remove it)"
             )
 
-    deploys, waves = _deploys(desired, wanted, changes, changed_fields, changed_paths)
+    deploys, waves = _deploys(desired, wanted, changes, hashes, inputs, fingerprint)
     body = {
         "sync": sync,
         "base_revision": base_revision,
@@ -221,7 +220,48 @@ def _make_plan(
         notes=notes,
         created_at=created_at,
         commit=commit,
+        tiers=list(desired.tiers),
+        defines=sorted(wanted),
     )
+
+
+def _owners(
+    sync: str,
+    desired: ResourceSet,
+    wanted: dict[tuple[str, str], Resource],
+    state: Mapping[tuple[str, str], StoredResource],
+    owners: Mapping[tuple[str, str], Collection[str]],
+    notes: list[str],
+) -> None:
+    """One owner per resource (see the module doc). Drops from ``wanted`` what a sync this one
+    defines owns; raises ``PlanError`` for two peers defining the same resource."""
+    conflicts: list[str] = []
+    for key in sorted(wanted):
+        old = state.get(key)
+        if old is None or old.sync == sync:
+            continue
+        owner = old.sync
+        if owner not in owners.get(key, ()):
+            continue  # the owner's files no longer define it: this sync takes it over
+        if ("resource_sync", owner) in desired.resources:
+            del wanted[key]  # handed over to a sync this one defines
+            notes.append(
+                f"{key[0]} {key[1]}: owned by sync {owner} (defined here too); this file's copy"
+                f" is not applied, sync {owner} keeps it"
+            )
+            continue
+        parent = state.get(("resource_sync", sync))
+        if parent is not None and parent.sync == owner:
+            continue  # this sync is the owner's child: it takes the resource over
+        conflicts.append(f"{key[0]} {key[1]} (also defined by sync {owner})")
+    if conflicts:
+        more = f"; and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+        shown = "; ".join(conflicts[:10]) + more
+        raise PlanError(
+            f"sync {sync} defines resources another sync owns: {shown}. A resource has one"
+            " owner: remove it from one of the syncs' files (or let one sync define the other,"
+            " which hands it over)"
+        )
 
 
 def _order(key: tuple[str, str]) -> tuple[int, str]:
@@ -229,59 +269,86 @@ def _order(key: tuple[str, str]) -> tuple[int, str]:
     return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), name)
 
 
+def stack_spec(
+    desired: ResourceSet,
+    stack: Resource,
+    variables: Mapping[str, str] | None = None,
+    secret_hashes: Mapping[str, str] | None = None,
+    fingerprint: Fingerprint = default_fingerprint,
+) -> tuple[str, dict[str, Any]]:
+    """A stack's spec and its form (core/reconcile/spec.py) in ``desired``: ``variables`` are
+    the variables' canonical hashes where known (else computed with ``fingerprint``), and
+    ``secret_hashes`` the core-held secrets'."""
+    values = dict(variables or {})
+    for res in desired.of_kind("variable"):
+        values.setdefault(res.name, content_hash(canonical_form(res, fingerprint)))
+    values.update(secret_hashes or {})
+    cfg: StackConfig = stack.config
+    repo = desired.resources.get(("repo", cfg.linked_repo)) if cfg.linked_repo else None
+    return spec_of(stack_form(cfg), repo_form(repo.config if repo else None), values)
+
+
 def _deploys(
     desired: ResourceSet,
     wanted: Mapping[tuple[str, str], Resource],
     changes: list[ResourceChange],
-    changed_fields: Mapping[tuple[str, str], list[str]],
-    changed_paths: ChangedPaths,
+    hashes: Mapping[tuple[str, str], str],
+    inputs: DeployInputs,
+    fingerprint: Fingerprint = default_fingerprint,
 ) -> tuple[list[DeployItem], list[list[str]]]:
     created = {(c.kind, c.name) for c in changes if c.action == "create"}
-    changed_vars = {c.name for c in changes if c.kind == "variable"}
+    values = {name: h for (kind, name), h in hashes.items() if kind == "variable"}
     reasons: dict[str, list[str]] = {}
     stacks = [r for r in wanted.values() if r.kind == "stack"]
     for res in stacks:
         if not res.deploy:
             continue
-        why: list[str] = []
-        if res.key in created:
-            why.append("new stack")
-        relevant = [
-            f
-            for f in changed_fields.get(res.key, ())
-            if f not in NO_REDEPLOY_FIELDS
-            and not any(f.startswith(n + ".") for n in NO_REDEPLOY_FIELDS)
-        ]
-        if relevant:
-            why.append("config changed: " + ", ".join(relevant))
         cfg: StackConfig = res.config
-        paths = changed_paths(res) if callable(changed_paths) else changed_paths
-        if paths:
-            hit = sorted(set(tracked_files(cfg)) & {posixpath.normpath(p) for p in paths})
-            if hit:
-                why.append("files changed: " + ", ".join(hit))
-        if changed_vars:
-            used = set(references(cfg.environment))
-            for c in (*cfg.pre_deploy, *cfg.post_deploy):
-                used.update(references(c.command))
-            hit = sorted(used & changed_vars)
-            if hit:
-                why.append("variables changed: " + ", ".join(hit))
+        spec, form = stack_spec(desired, res, values, inputs.secret_hashes, fingerprint)
+        commit = inputs.commit_of(res) if inputs.commit_of is not None else ""
+
+        def files(old: str, new: str, res: Resource = res) -> Collection[str] | None:
+            changed = inputs.changed_files
+            return changed(res, old, new) if changed is not None else None
+
+        verdict = judge(
+            Desired(res.name, spec, form, commit, tuple(tracked_files(cfg)), cfg.run_directory),
+            inputs.records.get(res.name, Record()),
+            files,
+        )
+        why = list(verdict.reasons)
+        if res.key in created:
+            why = [
+                "new stack",
+                *(
+                    r
+                    for r, k in zip(verdict.reasons, verdict.kinds, strict=True)
+                    if k not in ("never",)
+                ),
+            ]
         if why:
             reasons[res.name] = why
     all_stacks = desired.stacks()
     names = {s.name for s in all_stacks}
-    triples = [(s.name, s.tier, [a for a in s.after if a in names]) for s in all_stacks]
+    entries = [
+        (
+            s.name,
+            s.tier,
+            [a for a in s.after if a in names],
+            [w for w in s.wait_for if w in names],
+        )
+        for s in all_stacks
+    ]
     if reasons:
-        after_only = stack_graph(triples, desired.tiers, tier_edges=False)
+        cascade = stack_graph(entries, desired.tiers, tier_edges=False)
         deployable = {s.name for s in stacks if s.deploy}
-        for name, via in after_only.dependents(reasons).items():
+        for name, via in cascade.dependents(reasons).items():
             if name in deployable and name not in reasons:
                 reasons[name] = [f'after "{via}", which is deployed']
     if not reasons:
         return [], []
     try:
-        waves = stack_graph(triples, desired.tiers).waves()
+        waves = stack_graph(entries, desired.tiers).waves()
     except ValueError:
         waves = [sorted(reasons)]  # a cycle is reported by the checks; keep the plan readable
     ordered = [[n for n in w if n in reasons and not is_barrier(n)] for w in waves]

@@ -19,7 +19,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from core.git import (
     update_mirror,
 )
 from core.plan.models import Plan, SyncOptions
-from core.plan.planner import make_plan, sync_options
+from core.plan.planner import DeployInputs, make_plan, sync_options
 from core.resources import Known, ResourceSet, validate
 from core.resources.models import CONFIG_TYPES, Resource, SourceRef
 from core.resources.variables import Values
@@ -60,13 +60,20 @@ class SyncSource:
     changed: tuple[str, ...] = ()
 
 
+# (sync, the commit its files were read at, the files) -> what the deploy list is decided with
+InputsOf = Callable[[str, str, ResourceSet], DeployInputs]
+
+
 class SyncService:
-    def __init__(self, config: CoreConfig, store: Store) -> None:
+    def __init__(
+        self, config: CoreConfig, store: Store, deploy_inputs: InputsOf | None = None
+    ) -> None:
         self.config = config
         self.store = store
+        self.deploy_inputs = deploy_inputs
         self._base = Path(config.source).resolve().parent if config.source else Path.cwd()
         key = store.fingerprint_key()
-        self._fingerprint = lambda v: hmac.new(key, v.encode(), hashlib.sha256).hexdigest()
+        self._key = key
         self.fetch_seconds: dict[str, float] = {}  # the last git fetch of each sync, for events
         self._sources: dict[str, SyncSource] = {}  # the last files read of each git-backed sync
 
@@ -78,7 +85,7 @@ class SyncService:
                 names.add(name)
         return sorted(names)
 
-    def _sync_source(self, name: str) -> SyncSource:
+    def _sync_source(self, name: str, at: str = "") -> SyncSource:
         if name == LOCAL_SYNC:
             return SyncSource(list(self.config.resources), SyncOptions())
         stored = self.store.resources().get(("resource_sync", name))
@@ -94,30 +101,50 @@ class SyncService:
                 )
             cfg = msgspec.to_builtins(res.config)
         if not cfg.get("files_on_host"):
-            return self._git_source(name, cfg, local)
+            return self._git_source(name, cfg, local, at)
         paths = [str(self._base / p) for p in cfg.get("resource_path", [])]
         if not paths:
             raise PlanError(f'sync "{name}" has no resource_path; add resource_path = ["..."]')
         return SyncSource(paths, sync_options(cfg))
 
-    def _git_source(self, name: str, cfg: dict[str, Any], local: ResourceSet | None) -> SyncSource:
-        """Fetch the sync's repository into the core's mirror and read its files at the head
-        of the branch; the paths changed since the last applied commit come along."""
-        url, branch = self._sync_repo(name, cfg, local)
-        slug = (
+    def fingerprint(self, value: str) -> str:
+        """A keyed fingerprint of a secret value (the key is this database's)."""
+        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+
+    def _slug(self, name: str) -> str:
+        return (
             re.sub(r"[^A-Za-z0-9_.-]", "_", name)
             + "-"
             + hashlib.sha1(name.encode()).hexdigest()[:8]
         )
+
+    def mirror_of(self, name: str) -> Path:
+        """The core's mirror of a git-backed sync's repository."""
+        return Path(self.config.data_dir) / "git" / "syncs" / f"{self._slug(name)}.git"
+
+    def _git_source(
+        self, name: str, cfg: dict[str, Any], local: ResourceSet | None, at: str = ""
+    ) -> SyncSource:
+        """Fetch the sync's repository into the core's mirror and read its files at the head
+        of the branch (or at ``at``, a commit the mirror has: the applied one); the paths
+        changed since the last applied commit come along."""
+        url, branch = self._sync_repo(name, cfg, local)
+        slug = self._slug(name)
         data = Path(self.config.data_dir)
-        mirror = data / "git" / "syncs" / f"{slug}.git"
+        mirror = self.mirror_of(name)
         try:
-            started = time.perf_counter()
-            update_mirror(url, mirror)
-            self.fetch_seconds[name] = time.perf_counter() - started
-            commit = branch_commit(mirror, branch)
+            if at:
+                commit = at
+                if not (data / "git" / "trees" / slug / commit).is_dir() and not mirror.is_dir():
+                    update_mirror(url, mirror)
+            else:
+                started = time.perf_counter()
+                update_mirror(url, mirror)
+                self.fetch_seconds[name] = time.perf_counter() - started
+                commit = branch_commit(mirror, branch)
             tree = data / "git" / "trees" / slug / commit
-            changed = tuple(export_and_compare(mirror, commit, tree, self.store.sync_commit(name)))
+            old = self.store.sync_commit(name)
+            changed = tuple(export_and_compare(mirror, commit, tree, old if not at else ""))
         except GitError as exc:
             raise PlanError(f'sync "{name}": {exc}') from exc
         paths = []
@@ -211,6 +238,16 @@ class SyncService:
             rs, source = self._validate(name, cached), cached
         else:
             rs, source = self.load_source(name)
+        return self._with_shared(rs), source.options
+
+    def load_applied(self, name: str) -> ResourceSet:
+        """The sync's resources as of its last apply: a git-backed sync's files at the applied
+        commit (no fetch when the mirror has it), files on the host as they are now."""
+        applied = self.store.sync_commit(name)
+        source = self._sync_source(name, applied) if applied else self._sync_source(name)
+        return self._with_shared(self._validate(name, source))
+
+    def _with_shared(self, rs: ResourceSet) -> ResourceSet:
         for (kind, other), stored in self.store.resources().items():
             if kind not in _SHARED_KINDS or (kind, other) in rs.resources:
                 continue
@@ -221,7 +258,7 @@ class SyncService:
             rs.resources[(kind, other)] = Resource(
                 kind=kind, name=other, config=config, source=SourceRef(f"state:{stored.sync}", ())
             )
-        return rs, source.options
+        return rs
 
     def load_source(self, name: str) -> tuple[ResourceSet, SyncSource]:
         source = self._sync_source(name)
@@ -242,19 +279,20 @@ class SyncService:
             )
         return rs
 
-    def plan(self, name: str, *, changed_paths: Collection[str] = ()) -> Plan:
-        """Plan the sync. For a git-backed sync the paths changed since its last applied commit
-        are added to ``changed_paths``: stacks whose files changed redeploy."""
+    def plan(self, name: str) -> Plan:
+        """Plan the sync: its resource changes, and every stack it deploys that is not
+        converged (``deploy_inputs``: records, commits, changed files), with why."""
         rs, source = self.load_source(name)
         rev, state = self.store.snapshot()
+        inputs = self.deploy_inputs(name, source.commit, rs) if self.deploy_inputs else None
         plan = make_plan(
             sync=name,
             desired=rs,
             state=state,
             base_revision=rev,
             options=source.options,
-            changed_paths=sorted({*changed_paths, *source.changed}),
-            fingerprint=self._fingerprint,
+            inputs=inputs,
+            fingerprint=self.fingerprint,
             created_at=time.time(),
             commit=source.commit,
         )

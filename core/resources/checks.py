@@ -15,8 +15,8 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from core.dependency_graph import describe, is_barrier, stack_graph
 from core.resources.gcpause import gc_paused
-from core.resources.graph import describe, is_barrier, stack_graph
 from core.resources.models import Resource, ResourceSet, Severity, StackConfig
 from core.resources.variables import references
 
@@ -166,24 +166,25 @@ def _check_stack(
             _missing("stack", res.name, "repo", cfg.linked_repo),
             "reference",
         )
-    for i, dep in enumerate(res.after):
-        if dep not in names["stack"]:
-            rs.finding(
-                "error",
-                src,
-                ("after", i),
-                f'stack "{res.name}": after names "{dep}", which is no stack; fix the name'
-                " or remove it",
-                "after",
-            )
-        elif dep == res.name:
-            rs.finding(
-                "error",
-                src,
-                ("after", i),
-                f'stack "{res.name}": after names the stack itself',
-                "cycle",
-            )
+    for key, deps in (("after", res.after), ("wait_for", res.wait_for)):
+        for i, dep in enumerate(deps):
+            if dep not in names["stack"]:
+                rs.finding(
+                    "error",
+                    src,
+                    (key, i),
+                    f'stack "{res.name}": {key} names "{dep}", which is no stack; fix the name'
+                    " or remove it",
+                    "after",
+                )
+            elif dep == res.name:
+                rs.finding(
+                    "error",
+                    src,
+                    (key, i),
+                    f'stack "{res.name}": {key} names the stack itself',
+                    "cycle",
+                )
     if res.tier:
         if not rs.tiers:
             rs.finding(
@@ -296,12 +297,17 @@ def _check_variables(
 
 def _check_cycles(rs: ResourceSet) -> None:
     stacks = rs.stacks()
-    if not any(s.after for s in stacks):
-        return  # tiers alone are a strict order: a cycle needs an after edge
+    if not any(s.after or s.wait_for for s in stacks):
+        return  # tiers alone are a strict order: a cycle needs an after (or wait_for) edge
     known = {s.name for s in stacks}
     tiers = set(rs.tiers)
     triples = [
-        (s.name, s.tier if s.tier in tiers else "", [a for a in s.after if a in known])
+        (
+            s.name,
+            s.tier if s.tier in tiers else "",
+            [a for a in s.after if a in known],
+            [a for a in s.wait_for if a in known],
+        )
         for s in stacks
     ]
     graph = stack_graph(triples, rs.tiers)
@@ -321,6 +327,9 @@ def _check_cycles(rs: ResourceSet) -> None:
         for a, b in zip(cycle, cycle[1:], strict=False):
             if not is_barrier(a) and b in by_name[a].after:
                 first, where = a, ("after", by_name[a].after.index(b))
+                break
+            if not is_barrier(a) and b in by_name[a].wait_for:
+                first, where = a, ("wait_for", by_name[a].wait_for.index(b))
                 break
         res = by_name[first]
         rs.finding(

@@ -274,6 +274,7 @@ class _Loader:
             tags=fields.get("tags", []),
             deploy=fields.get("deploy", False),
             after=fields.get("after", []),
+            wait_for=fields.get("wait_for", []),
             tier=fields.get("tier", ""),
             on_drift=fields.get("on_drift", ""),
         )

@@ -260,6 +260,7 @@ class Resource(msgspec.Struct):
     after: list[str] = msgspec.field(default_factory=list)
     tier: str = ""
     on_drift: str = ""
+    wait_for: list[str] = msgspec.field(default_factory=list)  # stackward: order only
 
     @property
     def key(self) -> tuple[str, str]:

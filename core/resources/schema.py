@@ -85,6 +85,7 @@ ENTRY_KEYS: Final[dict[str, dict[str, str]]] = {
         **_COMMON_ENTRY,
         "deploy": BOOL,
         "after": STRLIST_STRICT,
+        "wait_for": STRLIST_STRICT,  # stackward: start after these, never redeploy with them
         "tier": STR,  # stackward
         "on_drift": STR,  # stackward (later issue): alert | redeploy | ignore
     },

@@ -49,20 +49,45 @@ class SyncRun(msgspec.Struct):
 
 
 class Store:
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, check: bool = True
+    ) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and self.path.stat().st_size == 0 and not _has_wal(self.path):
+                raise StoreError(
+                    f"{self.path} is empty (0 bytes): a start that failed while creating it, or"
+                    " a database lost or restored wrong. Restore it from a backup, or delete it"
+                    " to start with no state (every stack then deploys again)"
+                )
             self._db = sqlite3.connect(
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            if check:
+                self._check_integrity()
         except sqlite3.Error as exc:
+            raise StoreError(_unusable(self.path, exc)) from exc
+        except OSError as exc:
             raise StoreError(f"{self.path}: cannot open the state database: {exc}") from exc
         self._lock = threading.RLock()
         self._migrate()
+
+    def _check_integrity(self) -> None:
+        """``PRAGMA quick_check`` at start: a corrupted file is refused now, with what to do,
+        rather than failing later in the middle of a deploy."""
+        rows = self._db.execute("PRAGMA quick_check(5)").fetchall()
+        problems = [str(r[0]) for r in rows if str(r[0]) != "ok"]
+        if problems:
+            self._db.close()
+            raise StoreError(
+                f"{self.path} is corrupted ({'; '.join(problems)[:300]}). Stop the core, then"
+                " restore the database from a backup, or try `sqlite3 stackward.db .recover |"
+                " sqlite3 recovered.db` and move recovered.db in its place"
+            )
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike[str]) -> Store:
@@ -156,6 +181,29 @@ class Store:
             ).fetchone()
         return str(row[0]) if row else ""
 
+    def tiers(self) -> list[str]:
+        """The tier order of every sync's files, merged (each tier where it first appears)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM meta WHERE key LIKE 'sync_tiers:%' ORDER BY"
+                " key = 'sync_tiers:local' DESC, key"
+            ).fetchall()
+        out: list[str] = []
+        for _, value in rows:
+            for tier in msgspec.json.decode(value, type=list[str]):
+                if tier not in out:
+                    out.append(tier)
+        return out
+
+    def defined_by(self) -> dict[tuple[str, str], set[str]]:
+        """Which syncs' files define each resource (as of each sync's last apply)."""
+        with self._lock:
+            rows = self._db.execute("SELECT sync, kind, name FROM sync_defines").fetchall()
+        out: dict[tuple[str, str], set[str]] = {}
+        for sync, kind, name in rows:
+            out.setdefault((str(kind), str(name)), set()).add(str(sync))
+        return out
+
     def fingerprint_key(self) -> bytes:
         """A random key of this database, for keyed fingerprints of secret values."""
         with self._lock:
@@ -247,6 +295,15 @@ class Store:
                     (f"sync_commit:{plan.sync}", plan.commit),
                 )
             db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (f"sync_tiers:{plan.sync}", msgspec.json.encode(plan.tiers).decode()),
+            )
+            db.execute("DELETE FROM sync_defines WHERE sync = ?", (plan.sync,))
+            db.executemany(
+                "INSERT OR IGNORE INTO sync_defines (sync, kind, name) VALUES (?, ?, ?)",
+                [(plan.sync, k, n) for k, n in plan.defines],
+            )
+            db.execute(
                 "INSERT OR IGNORE INTO plans (id, sync, base_revision, created_at, body)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (
@@ -293,6 +350,23 @@ class Store:
             " config = excluded.config, hash = excluded.hash, updated_at = excluded.updated_at",
             (c.kind, c.name, sync, msgspec.json.encode(c.new_config).decode(), c.new_hash, now),
         )
+
+
+def _has_wal(path: Path) -> bool:
+    wal = path.with_name(path.name + "-wal")
+    return wal.exists() and wal.stat().st_size > 0
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return (
+            f"{path} is not a usable SQLite database ({text}). Stop the core, then restore it"
+            " from a backup, or move it away to start with no state"
+        )
+    if "full" in text:
+        return f"{path}: the disk is full ({text}); free space and start again"
+    return f"{path}: cannot open the state database: {text}"
 
 
 def _statements(sql: str) -> list[str]:

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
 from core.exceptions import StoreError
+from core.reconcile.convergence import ANY_SPEC, Record
 from core.store import Store
+
+_form_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 class StackLocked(StoreError):
@@ -34,20 +37,41 @@ class DeployRecords:
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(
-        self, trigger: str, stacks: Sequence[tuple[str, str]]
+        self,
+        trigger: str,
+        stacks: Sequence[tuple[str, str]],
+        *,
+        run_id: int | None = None,
+        source: str = "",
     ) -> tuple[int, dict[str, int]]:
-        """A run with one pending deploy per ``(stack, server)``; returns the ids."""
+        """A run with one pending deploy per ``(stack, server)``; returns the ids. ``run_id``
+        gives the run its id (the reconciler numbers runs as it admits them); a run that exists
+        already gets deploys only for stacks it has none for."""
         now = time.time()
         with self.store.write() as db:
-            run_id = _lastrowid(
-                db.execute(
-                    "INSERT INTO deploy_runs (trigger, started_at, status)"
-                    " VALUES (?, ?, 'running')",
-                    (trigger, now),
+            if run_id is None:
+                run_id = _lastrowid(
+                    db.execute(
+                        "INSERT INTO deploy_runs (trigger, started_at, status, source)"
+                        " VALUES (?, ?, 'running', ?)",
+                        (trigger, now, source),
+                    )
                 )
-            )
+            else:
+                db.execute(
+                    "INSERT OR IGNORE INTO deploy_runs (id, trigger, started_at, status, source)"
+                    " VALUES (?, ?, ?, 'running', ?)",
+                    (run_id, trigger, now, source),
+                )
+            have = {
+                str(r[0]): int(r[1])
+                for r in db.execute("SELECT stack, id FROM deploys WHERE run_id = ?", (run_id,))
+            }
             ids = {}
             for stack, server in stacks:
+                if stack in have:
+                    ids[stack] = have[stack]
+                    continue
                 ids[stack] = _lastrowid(
                     db.execute(
                         "INSERT INTO deploys (run_id, stack, server, status) "
@@ -56,6 +80,19 @@ class DeployRecords:
                     )
                 )
         return run_id, ids
+
+    def deploy_in_run(self, run_id: int, stack: str) -> int | None:
+        with self.store.read() as db:
+            row = db.execute(
+                "SELECT id FROM deploys WHERE run_id = ? AND stack = ? ORDER BY id DESC LIMIT 1",
+                (run_id, stack),
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def max_run_id(self) -> int:
+        with self.store.read() as db:
+            row = db.execute("SELECT MAX(id) FROM deploy_runs").fetchone()
+        return int(row[0] or 0)
 
     def finish_run(self, run_id: int, status: str) -> None:
         with self.store.write() as db:
@@ -92,13 +129,148 @@ class DeployRecords:
                 (time.time(), fence, server, deploy_id),
             )
 
-    def deploy_finished(self, deploy_id: int, status: str, reason: str, commit: str = "") -> None:
+    def deploy_finished(
+        self,
+        deploy_id: int,
+        status: str,
+        reason: str,
+        commit: str = "",
+        *,
+        spec: str = "",
+        spec_form: dict[str, Any] | None = None,
+        failed_step: str = "",
+        tail: str = "",
+        retry_delay: Callable[[int], float] | None = None,
+    ) -> None:
+        """Close a deploy; for a healthy one also its spec (what convergence compares with),
+        for a failed one the step and the last output lines. The stack's engine state and retry
+        count move with it, in the same transaction."""
+        now = time.time()
         with self.store.write() as db:
             db.execute(
                 "UPDATE deploys SET status = ?, reason = ?, finished_at = ?, "
-                "commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END WHERE id = ?",
-                (status, reason, time.time(), commit, commit, deploy_id),
+                "commit_id = CASE WHEN ? = '' THEN commit_id ELSE ? END, "
+                "spec = CASE WHEN ? = '' THEN spec ELSE ? END, "
+                "spec_form = CASE WHEN ? = '' THEN spec_form ELSE ? END, "
+                "failed_step = ?, tail = ? WHERE id = ?",
+                (
+                    status,
+                    reason,
+                    now,
+                    commit,
+                    commit,
+                    spec,
+                    spec,
+                    form := (msgspec.json.encode(spec_form).decode() if spec_form else ""),
+                    form,
+                    failed_step,
+                    tail,
+                    deploy_id,
+                ),
             )
+            row = db.execute("SELECT stack FROM deploys WHERE id = ?", (deploy_id,)).fetchone()
+            if row is None:
+                return
+            stack = str(row[0])
+            if status == "healthy":
+                db.execute(
+                    "INSERT INTO stack_state (stack, engine, engine_detail, engine_at, failures,"
+                    " retry_at) VALUES (?, 'healthy', '', ?, 0, NULL) ON CONFLICT (stack) DO"
+                    " UPDATE SET engine = 'healthy', engine_detail = '', engine_at = ?,"
+                    " failures = 0, retry_at = NULL",
+                    (stack, now, now),
+                )
+            elif status == "failed":
+                row = db.execute(
+                    "SELECT failures FROM stack_state WHERE stack = ?", (stack,)
+                ).fetchone()
+                failures = (int(row[0]) if row else 0) + 1
+                retry_at = now + (retry_delay(failures) if retry_delay else 0.0)
+                db.execute(
+                    "INSERT INTO stack_state (stack, failures, retry_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (stack) DO UPDATE SET failures = ?, retry_at = ?",
+                    (stack, failures, retry_at, failures, retry_at),
+                )
+
+    def failures(self, stack: str) -> int:
+        with self.store.read() as db:
+            row = db.execute(
+                "SELECT failures FROM stack_state WHERE stack = ?", (stack,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_engine(self, stack: str, engine: str, detail: str = "") -> None:
+        """What the engine reports for ``stack``: healthy, unhealthy, missing, unknown."""
+        now = time.time()
+        with self.store.write() as db:
+            db.execute(
+                "INSERT INTO stack_state (stack, engine, engine_detail, engine_at) VALUES"
+                " (?, ?, ?, ?) ON CONFLICT (stack) DO UPDATE SET engine = excluded.engine,"
+                " engine_detail = excluded.engine_detail, engine_at = excluded.engine_at",
+                (stack, engine, detail, now),
+            )
+
+    def records(self) -> dict[str, Record]:
+        """Every stack's convergence record: its last deploy, its last healthy deploy's spec and
+        commit, and its engine and retry state. Three queries, whatever the number of stacks."""
+        with self.store.read() as db:
+            last = db.execute(
+                "SELECT d.stack, d.status, d.reason, COALESCE(d.finished_at, 0), d.run_id"
+                " FROM deploys d JOIN (SELECT stack, MAX(id) AS id FROM deploys GROUP BY stack) m"
+                " ON d.id = m.id"
+            ).fetchall()
+            ok = db.execute(
+                "SELECT d.stack, d.spec, d.spec_form, d.commit_id FROM deploys d JOIN"
+                " (SELECT stack, MAX(id) AS id FROM deploys WHERE status = 'healthy'"
+                "  GROUP BY stack) m ON d.id = m.id"
+            ).fetchall()
+            state = db.execute(
+                "SELECT stack, engine, engine_detail, failures, COALESCE(retry_at, 0)"
+                " FROM stack_state"
+            ).fetchall()
+        fields: dict[str, dict[str, Any]] = {}
+        for stack, status, reason, finished, run in last:
+            fields.setdefault(stack, {}).update(
+                status=status, reason=reason, finished_at=float(finished), run=int(run)
+            )
+        for stack, spec, form, commit in ok:
+            fields.setdefault(stack, {}).update(
+                ok_spec=spec or ANY_SPEC,  # healthy before specs were kept: taken as current
+                ok_form=_form_decoder.decode(form) if form else None,
+                ok_commit=commit,
+            )
+        for stack, engine, detail, failures, retry_at in state:
+            fields.setdefault(stack, {}).update(
+                engine=engine,
+                engine_detail=detail,
+                failures=int(failures),
+                retry_at=float(retry_at),
+            )
+        return {stack: Record(**f) for stack, f in fields.items()}
+
+    def close_open(self, reason: str) -> list[tuple[int, int, str, str]]:
+        """Close what an earlier process left open: its runs and their pending or running
+        deploys become ``interrupted`` (with ``reason``), its open intents too. Returns the
+        deploys closed as ``(deploy id, run id, stack, status before)``."""
+        now = time.time()
+        with self.store.write() as db:
+            rows = db.execute(
+                "SELECT id, run_id, stack, status FROM deploys WHERE status IN"
+                " ('pending', 'running') ORDER BY id"
+            ).fetchall()
+            db.execute(
+                "UPDATE deploys SET status = 'interrupted', reason = ?, finished_at = ?"
+                " WHERE status IN ('pending', 'running')",
+                (reason, now),
+            )
+            db.execute(
+                "UPDATE deploy_runs SET status = 'interrupted', finished_at = ?"
+                " WHERE status = 'running'",
+                (now,),
+            )
+            db.execute("UPDATE intents SET status = 'interrupted' WHERE status = 'open'")
+            db.execute("DELETE FROM stack_locks")
+        return [(int(a), int(b), str(c), str(d)) for a, b, c, d in rows]
 
     def set_commit(self, deploy_id: int, commit: str) -> None:
         with self.store.write() as db:
@@ -237,6 +409,17 @@ class DeployRecords:
                 (stack, token, holder, deploy_id, time.time()),
             )
         return token
+
+    def raise_fence(self, seen: int) -> int:
+        """Make the next fencing token larger than ``seen`` (the highest an agent has seen: a
+        lost or restored database would otherwise hand out tokens the agent refuses as stale).
+        Returns the current counter."""
+        with self.store.write() as db:
+            current = int(db.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()[0])
+            if seen > current:
+                db.execute("UPDATE meta SET value = ? WHERE key = 'fence'", (str(seen),))
+                return seen
+        return current
 
     def unlock(self, stack: str, token: int) -> None:
         with self.store.write() as db:

@@ -133,4 +133,56 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        -- Convergence (core/reconcile): every trigger is an intent, recorded before it is
+        -- answered, carried by one run per stack. Per stack: what the engine reports and when
+        -- a failed stack may be retried. Branch heads learned. What each sync defines.
+        -- (No semicolons in comments: statements are split on them.)
+        CREATE TABLE intents (
+            id         INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            source     TEXT NOT NULL,
+            reason     TEXT NOT NULL DEFAULT '',
+            stacks     TEXT NOT NULL,
+            pins       TEXT NOT NULL DEFAULT '{}',
+            runs       TEXT NOT NULL DEFAULT '{}',
+            status     TEXT NOT NULL DEFAULT 'open'
+        );
+        CREATE INDEX intents_status ON intents (status, id);
+
+        ALTER TABLE deploy_runs ADD COLUMN source TEXT NOT NULL DEFAULT '';
+        ALTER TABLE deploys ADD COLUMN spec TEXT NOT NULL DEFAULT '';
+        ALTER TABLE deploys ADD COLUMN spec_form TEXT NOT NULL DEFAULT '';
+        ALTER TABLE deploys ADD COLUMN failed_step TEXT NOT NULL DEFAULT '';
+        ALTER TABLE deploys ADD COLUMN tail TEXT NOT NULL DEFAULT '';
+        CREATE INDEX deploys_status ON deploys (status);
+
+        CREATE TABLE stack_state (
+            stack         TEXT PRIMARY KEY,
+            engine        TEXT NOT NULL DEFAULT 'unknown',
+            engine_detail TEXT NOT NULL DEFAULT '',
+            engine_at     REAL,
+            failures      INTEGER NOT NULL DEFAULT 0,
+            retry_at      REAL
+        );
+
+        CREATE TABLE heads (
+            url       TEXT NOT NULL,
+            branch    TEXT NOT NULL,
+            commit_id TEXT NOT NULL,
+            at        REAL NOT NULL,
+            source    TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (url, branch)
+        );
+
+        CREATE TABLE sync_defines (
+            sync TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            PRIMARY KEY (sync, kind, name)
+        );
+        """,
+    ),
 ]

@@ -15,7 +15,7 @@ from periphery.exceptions import (
     InvalidName,
     PeripheryError,
 )
-from periphery.fences import FenceBook
+from periphery.fences import FenceBook, fence_file
 from periphery.ops import checkout, compose, health, predeploy, repo, swarm
 from periphery.ops.envfile import merge_env_files
 from periphery.ops.paths import resolve_inside, run_paths, safe_name
@@ -78,7 +78,7 @@ def failure(exc: PeripheryError) -> Outcome:
 class DeployHandlers:
     def __init__(self, config: LoadedConfig) -> None:
         self.root = config.root
-        self.fences = FenceBook(config.root / ".stackward" / "fences.json")
+        self.fences = FenceBook(fence_file(config.root))
 
     def _checkout_dir(self, target: str) -> Path:
         current = resolve_inside(self.root, safe_name(target, "target")) / "current"

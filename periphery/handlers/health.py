@@ -8,6 +8,7 @@ from importlib import metadata
 
 from periphery.config import LoadedConfig
 from periphery.docker_engine import engine_version
+from periphery.fences import fence_file, highest_token
 from protocol.messages import PROTOCOL_VERSION, HealthReport
 from protocol.transport import Outcome
 
@@ -30,5 +31,6 @@ async def handle(config: LoadedConfig) -> Outcome:
         docker=bool(version),
         docker_version=version,
         docker_error=error,
+        fence=highest_token(fence_file(config.root)),
     )
     return Outcome(exit_code=0, value=report)

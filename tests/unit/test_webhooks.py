@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.webhooks import Deliveries, delivery_of, event_of, parse_push, verify
+from core.webhooks.forges import Deliveries, delivery_of, event_of, parse_push, verify
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
 

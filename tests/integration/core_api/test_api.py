@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
-from aiohttp import web
 
-from core.app import build_app
 from core.config import load_config
+from tests.support.core_server import start_core
 
 pytestmark = pytest.mark.anyio
 
@@ -80,15 +80,11 @@ async def _start(tmp_path: Path, resources: str) -> AsyncIterator[Core]:
         f'api_tokens = ["{TOKEN}"]\nresources = ["resources.toml"]\nmax_body_bytes = 4096\n'
         f'[secrets]\nAPI_KEY = "{CORE_SECRET}"\n'
     )
-    app = build_app(load_config(cfg))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as session:
-        yield Core(f"http://127.0.0.1:{port}", tmp_path, res, session)
-    await runner.cleanup()
+    async with anyio.create_task_group() as tg:
+        port, _ = await start_core(tg, load_config(cfg))
+        async with aiohttp.ClientSession() as session:
+            yield Core(f"http://127.0.0.1:{port}", tmp_path, res, session)
+        tg.cancel_scope.cancel()
 
 
 @pytest.fixture
@@ -128,9 +124,15 @@ async def test_plan_apply_replan_cycle(core: Core) -> None:
     assert sorted(r["name"] for r in listing["resources"]) == ["proxy", "web"]
     assert listing["revision"] == 1
 
-    status, empty = await core.call("POST", "/api/syncs/local/plan")
+    status, again = await core.call("POST", "/api/syncs/local/plan")
     assert status == 201
-    assert empty["changes"] == [] and empty["deploys"] == []
+    # Nothing changed in the files; the stacks were never deployed (this core has no key), and
+    # a plan lists what is not converged, with why.
+    assert again["changes"] == []
+    assert {d["stack"]: d["reasons"] for d in again["deploys"]} == {
+        "proxy": ["never deployed"],
+        "web": ["never deployed"],
+    }
 
     # Applying the first plan again is refused: the state moved.
     status, stale = await core.call("POST", "/api/syncs/local/apply", json={"plan_id": plan["id"]})
@@ -147,9 +149,11 @@ async def test_changed_file_gives_update_with_field_diff(core: Core) -> None:
     assert change["fields"] == [
         {"path": "config.run_directory", "old": "stacks/proxy", "new": "stacks/edge"}
     ]
+    # No deploy ever ran here (no key): both are listed as never deployed; what a change to a
+    # deployed stack gives is tested where stacks deploy (tests/integration/deploys).
     assert {d["stack"]: d["reasons"] for d in plan2["deploys"]} == {
-        "proxy": ["config changed: config.run_directory"],
-        "web": ['after "proxy", which is deployed'],
+        "proxy": ["never deployed"],
+        "web": ["never deployed"],
     }
 
 

@@ -15,7 +15,7 @@ import anyio
 import msgspec
 import pytest
 
-from core.app import EVENTS
+from core.api.state import CORE
 from core.config import load_config
 from core.events.bus import EventBus
 from core.events.model import DeployOutput, Kind
@@ -67,7 +67,7 @@ async def core(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
     )
     async with anyio.create_task_group() as tg:
         port, app = await start_core(tg, config)
-        yield Core(f"http://127.0.0.1:{port}", app[EVENTS])
+        yield Core(f"http://127.0.0.1:{port}", app[CORE].events)
         tg.cancel_scope.cancel()
 
 

@@ -57,7 +57,7 @@ def test_apply_then_plan_again_is_empty_and_plans_round_trip(tmp_path: Path) -> 
     assert store.get_plan(plan.id) == plan
     assert store.apply(plan) == 1
     assert store.get_plan(plan.id).applied_at is not None
-    assert _plan(store, _stacks(3)).empty
+    assert _plan(store, _stacks(3)).changes == []  # (the stacks still deploy: never deployed)
     assert store.sync_runs("local")[0].status == "applied"
     with pytest.raises(PlanStale):
         store.apply(plan)
@@ -204,7 +204,8 @@ def test_property_apply_then_replan_is_empty(
         again = make_plan(
             sync="s", desired=rs, state=state, base_revision=rev, options=SyncOptions(delete=True)
         )
-        assert again.empty, again
+        assert again.changes == [], again
+        assert all(d.reasons in (["never deployed"], ["new stack"]) for d in again.deploys)
     store.close()
 
 

@@ -179,10 +179,15 @@ async def test_an_unhealthy_stack_fails_with_its_reason_and_deploys_never_overla
         resource_file(p, repo, core.periphery.keys.public.openssh_line(), stacks)
     )
     applied = await core.sync()
-    # While the first run holds the stacks, another deploy of one of them is refused.
-    status, refused = await core.call("POST", f"/api/stacks/{p}-slow/deploy")
+    # While the first run holds the stacks, "this exact run or nothing" is refused, and a plain
+    # request joins the deploy that is waiting for the stack (or the one follow-up after it).
+    status, refused = await core.call("POST", f"/api/stacks/{p}-slow/deploy?exclusive=true")
     assert status == 409 and "already being deployed" in refused["error"]["message"]
+    status, joined = await core.call("POST", f"/api/stacks/{p}-slow/deploy")
+    assert status == 202 and joined["intent"] > 0, joined
     run = await core.wait_run(applied["run"], within=90)
+    follow_up = await core.wait_run(joined["id"], within=90)
+    assert [d["status"] for d in follow_up["deploys"]] == ["healthy"]
     by_stack = {d["stack"].removeprefix(p + "-"): d for d in run["deploys"]}
     assert by_stack["sick"]["status"] == "failed"
     assert "health" in by_stack["sick"]["reason"] and "web" in by_stack["sick"]["reason"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from core.dependency_graph import stack_graph
 from core.deploy.schedule import StackFailed, Status, run_graph
-from core.resources.graph import stack_graph
 
 pytestmark = pytest.mark.anyio
 

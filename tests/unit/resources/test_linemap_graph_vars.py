@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.dependency_graph import Graph, stack_graph
 from core.exceptions import UnknownVariable
-from core.resources.graph import Graph, stack_graph
 from core.resources.linemap import LineMap
 from core.resources.variables import Values, references
 

@@ -1,6 +1,11 @@
-"""The dependency graph of stacks: ``after`` edges and tiers. Pure; no I/O, no resource types.
+"""The dependency graph of stacks: ``after`` and ``wait_for`` edges and tiers. Pure; no I/O, no
+resource types.
 
-An edge ``a -> b`` means *a waits for b*. Tiers are modelled with one barrier node per tier
+An edge ``a -> b`` means *a waits for b*. Two kinds of ordering edges, as the resource file gives
+them: ``after`` is Komodo's (order, and a redeploy of ``b`` redeploys ``a``: Komodo's sync marks a
+stack "parent dependency 'b' is deploying", bin/core/src/sync/deploy.rs
+``insert_target_using_after_list``); ``wait_for`` is stackward's order-only form (``a`` starts after
+``b``, but is not redeployed because ``b`` is). Tiers are modelled with one barrier node per tier
 (``tier:NAME``) that waits for every stack of that tier and for the previous barrier; a stack of
 tier *k* waits for the barrier of tier *k-1*. This keeps the graph linear in size (a stack does not
 get an edge to every stack of every earlier tier), which matters for 10,000 stacks.
@@ -126,22 +131,30 @@ def _rotate(cycle: list[str]) -> list[str]:
     return [*ordered, ordered[0]]
 
 
+StackEdges = tuple[str, str, Sequence[str]] | tuple[str, str, Sequence[str], Sequence[str]]
+
+
 def stack_graph(
-    stacks: Iterable[tuple[str, str, Sequence[str]]],
+    stacks: Iterable[StackEdges],
     tiers: Sequence[str],
     *,
     tier_edges: bool = True,
 ) -> Graph:
-    """The graph of ``(name, tier, after)`` triples; a stack with tier ``""`` has no tier edges.
+    """The graph of ``(name, tier, after[, wait_for])``; a stack with tier ``""`` has no tier
+    edges.
 
-    With ``tier_edges=False`` only ``after`` edges are kept (the planner uses that to decide which
-    redeploys cascade, since a later tier is ordered after, not triggered by, an earlier one).
+    With ``tier_edges=False`` it is the *cascade* graph: only ``after`` edges (the planner uses it
+    to decide which redeploys cascade: a later tier, or a ``wait_for``, is ordered after, not
+    triggered by, what it waits for).
     """
     deps: dict[str, list[str]] = {}
     members: dict[str, list[str]] = {t: [] for t in tiers}
     rank = {t: i for i, t in enumerate(tiers)}
-    for name, tier, after in stacks:
+    for entry in stacks:
+        name, tier, after = entry[0], entry[1], entry[2]
         d = list(after)
+        if tier_edges and len(entry) > 3:
+            d.extend(x for x in entry[3] if x not in d)
         if tier_edges and tier in rank and rank[tier] > 0:
             d.append(TIER_PREFIX + tiers[rank[tier] - 1])
         deps[name] = d

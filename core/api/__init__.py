@@ -1,0 +1,8 @@
+"""The core's HTTP surfaces, on one port: ``/api/...`` (bearer token), ``/ws/events``,
+``/ws/periphery`` (agents that dial in), ``/listener/...`` (webhooks), ``/healthz``,
+``/metrics`` and ``/status/NAME``.
+
+One module per area (``syncs``: resources, plans, applies; ``stacks``: stacks, their state and
+deploys; ``runs``: runs, deploys, their output and intents; ``servers``; ``monitoring``); every
+handler reaches the core's parts the same way, ``parts(request)``.
+"""

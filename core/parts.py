@@ -1,0 +1,44 @@
+"""The core's parts, as the composition root (``core/wiring.py``) made them: what the HTTP API
+reaches state through, the one way (``core/api``). Each part was given what it needs when it was
+made; none reaches back into this bag."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.config import CoreConfig
+from core.deploy.deployer import StackDeployer
+from core.drift import DriftWatch
+from core.events.bus import EventBus
+from core.events.stream import EventStream
+from core.plan.service import SyncService
+from core.pool import PeripheryPool
+from core.reconcile.desired import AppliedState
+from core.reconcile.reconciler import Reconciler
+from core.store import Store
+from core.store.deploys import DeployRecords
+from core.store.intents import Heads, IntentLog
+from core.syncing import SyncRunner
+from core.webhooks.listener import WebhookListener
+
+
+@dataclass
+class Core:
+    config: CoreConfig
+    store: Store
+    events: EventBus
+    stream: EventStream
+    records: DeployRecords
+    intents: IntentLog
+    heads: Heads
+    syncs: SyncService
+    desired: AppliedState
+    runner: SyncRunner
+    webhooks: WebhookListener
+    refresh_servers: Callable[[], Awaitable[list[str]]]
+    # Without a private key the core plans and applies but talks to no periphery: these are None.
+    pool: PeripheryPool | None = None
+    deployer: StackDeployer | None = None
+    reconciler: Reconciler | None = None
+    drift: DriftWatch | None = None

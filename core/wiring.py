@@ -1,0 +1,175 @@
+"""The composition root: the one place that makes the core's parts and wires them together.
+
+``build`` makes every part with what it needs passed in (nothing reaches back for a part later);
+``run`` starts them in order in one task group and stops them together:
+
+1. what an earlier process left open is closed as ``interrupted`` (with events), before any new
+   deploy can start;
+2. the periphery pool, the reconciler (which owns every deploy), the sync runner, the webhook
+   listener, the connection hooks and drift start, each reporting readiness;
+3. the servers are read from the applied state, polling starts (``poll_interval``);
+4. with ``reconcile = "auto"``, a reconcile pass deploys what is not converged (interrupted,
+   skipped, failed past its backoff, never deployed, changed), then one every
+   ``reconcile_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from core.agents import endpoints_from_store
+from core.config import CoreConfig
+from core.connections import Connections
+from core.deploy.deployer import StackDeployer
+from core.drift import DriftWatch
+from core.events.bus import EventBus
+from core.events.stream import EventStream
+from core.parts import Core
+from core.plan.service import SyncService
+from core.poller import Poller
+from core.pool import PeripheryPool, PoolSettings
+from core.reconcile.desired import AppliedState
+from core.reconcile.reconciler import Reconciler
+from core.store import Store
+from core.store.deploys import DeployRecords
+from core.store.intents import Heads, IntentLog
+from core.syncing import SyncRunner
+from core.webhooks.listener import WebhookListener
+from protocol.keys import PrivateKey
+
+log = logging.getLogger(__name__)
+
+
+def build(
+    config: CoreConfig,
+    store: Store,
+    events: EventBus,
+    private_key: PrivateKey | None,
+    pool_settings: PoolSettings | None = None,
+) -> Core:
+    records = DeployRecords(store)
+    intents = IntentLog(store)
+    heads = Heads(store)
+    syncs = SyncService(config, store)
+    desired = AppliedState(
+        config,
+        store,
+        records,
+        heads,
+        syncs.load_applied,
+        syncs.repository_of,
+        syncs.mirror_of,
+        syncs.fingerprint,
+    )
+    syncs.deploy_inputs = desired.deploy_inputs
+    stream = EventStream(
+        events,
+        config.api_tokens,
+        config.event_origins,
+        config.event_queue,
+        send_timeout=config.event_send_timeout,
+    )
+    pool = PeripheryPool(private_key, pool_settings) if private_key is not None else None
+
+    async def refresh_servers() -> list[str]:
+        if pool is None:
+            return []
+        endpoints, problems = await anyio.to_thread.run_sync(endpoints_from_store, config, store)
+        pool.set_servers(endpoints)
+        return problems
+
+    deployer = StackDeployer(config, records, pool, events) if pool is not None else None
+    reconciler = (
+        Reconciler(desired, deployer, records, intents, events) if deployer is not None else None
+    )
+    runner = SyncRunner(syncs, store, events, reconciler, deployer, refresh_servers)
+    webhooks = WebhookListener(config, store, events, runner, reconciler, records, heads, pool)
+    drift = (
+        DriftWatch(config, store, records, events, pool, reconciler)
+        if pool is not None and reconciler is not None
+        else None
+    )
+    return Core(
+        config=config,
+        store=store,
+        events=events,
+        stream=stream,
+        records=records,
+        intents=intents,
+        heads=heads,
+        syncs=syncs,
+        desired=desired,
+        runner=runner,
+        webhooks=webhooks,
+        refresh_servers=refresh_servers,
+        pool=pool,
+        deployer=deployer,
+        reconciler=reconciler,
+        drift=drift,
+    )
+
+
+async def run(
+    core: Core, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Run every part until cancelled (see the module doc for the order)."""
+    config = core.config
+    async with anyio.create_task_group() as tg:
+        if core.reconciler is not None:
+            await core.reconciler.close_interrupted(
+                f"the core (pid before {os.getpid()}) stopped before it ended"
+            )
+        await tg.start(core.runner.run_tasks)
+        await tg.start(core.webhooks.run)
+        if core.pool is not None and core.reconciler is not None and core.deployer is not None:
+            assert core.drift is not None
+            connections = Connections(
+                config,
+                core.store,
+                core.records,
+                core.events,
+                core.reconciler,
+                core.deployer,
+                core.drift,
+            )
+            core.pool.on_connected = connections.connected
+            core.pool.on_lost = connections.lost
+            await tg.start(connections.run)
+            await tg.start(core.drift.run)
+            await tg.start(core.pool.run)
+            await tg.start(core.reconciler.run)
+        await core.refresh_servers()
+        if config.poll_interval > 0:
+            poller = Poller(
+                config,
+                core.store,
+                core.runner,
+                core.reconciler,
+                core.records,
+                core.heads,
+                core.pool,
+            )
+            tg.start_soon(poller.run, config.poll_interval)
+        if core.reconciler is not None and config.reconcile == "auto":
+            tg.start_soon(_reconcile_loop, core)
+        task_status.started()
+        await anyio.sleep_forever()
+
+
+async def _reconcile_loop(core: Core) -> None:
+    """``reconcile = "auto"``: deploy what is not converged, at start and then periodically."""
+    reconciler = core.reconciler
+    assert reconciler is not None
+    source = "startup"
+    while True:
+        try:
+            await reconciler.reconcile_once(core.desired, source)
+        except Exception as exc:  # a pass that fails is logged; the next one tries again
+            log.warning("reconcile (%s): %s", source, exc)
+        source = "reconcile"
+        await anyio.sleep(core.config.reconcile_interval)
