@@ -33,13 +33,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import anyio  # noqa: E402
+
 from core.cli.demo_cmd import (  # noqa: E402
     _healthz,
     _Process,
     git_repository,
     write_local_setup,
 )
-from core.cli.plan_cmd import _call  # noqa: E402
+from core.client import CoreClient  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "homelab"
 POLL = 0.25
@@ -188,26 +190,7 @@ def run_stackward(stacks: list[Stack], prefix: str, work: Path) -> float:
             [*me, "periphery", "--config", str(setup.periphery_config)],
             work / "periphery.log",
         )
-        ns = argparse.Namespace(url=url, token=token)
-        # A core runs all along with its peripheries connected: apply the servers first (the
-        # file without its stacks), let the periphery connect, then time the real sync.
-        full = (source / "stackward.toml").read_text()
-        (source / "stackward.toml").write_text(full[: full.index("[[stack]]")])
-        plan = _call(ns, "POST", "/api/syncs/local/plan")
-        _call(ns, "POST", "/api/syncs/local/apply", {"plan_id": plan["id"]})
-        wait_connected(ns, agent)
-        (source / "stackward.toml").write_text(full)
-        plan = _call(ns, "POST", "/api/syncs/local/plan")
-        started = time.time()
-        applied = _call(ns, "POST", "/api/syncs/local/apply", {"plan_id": plan["id"]})
-        while True:
-            run = _call(ns, "GET", f"/api/runs/{applied['run']}")
-            if run["status"] != "running":
-                break
-            time.sleep(0.05)
-        if run["status"] != "succeeded":
-            raise RuntimeError(f"stackward run failed: {run}")
-        return float(run["finished_at"]) - started
+        return float(anyio.run(_timed_sync, url, token, source, agent))
     finally:
         if agent is not None:
             agent.stop()
@@ -221,15 +204,33 @@ def _ok(check) -> bool:  # type: ignore[no-untyped-def]
         return False
 
 
-def wait_connected(ns: argparse.Namespace, agent: _Process) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        servers = _call(ns, "GET", "/api/servers")["servers"]
-        if any(s["connected"] for s in servers):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError("the periphery did not connect:\n" + agent.tail())
-        time.sleep(0.05)
+async def _timed_sync(url: str, token: str, source: Path, agent: _Process) -> float:
+    async with CoreClient(url, token) as client:
+        # A core runs all along with its peripheries connected: apply the servers first (the
+        # file without its stacks), let the periphery connect, then time the real sync.
+        full = (source / "stackward.toml").read_text()
+        (source / "stackward.toml").write_text(full[: full.index("[[stack]]")])
+        await client.sync("local")
+        await wait_connected(client, agent)
+        (source / "stackward.toml").write_text(full)
+        plan = await client.plan("local")
+        started = time.time()
+        applied = await client.apply("local", plan["id"])
+        finished = 0.0
+        for run_id in sorted(set(applied["runs"].values())):
+            run = await client.wait_run(run_id)
+            if run["status"] != "succeeded":
+                raise RuntimeError(f"stackward run failed: {run}")
+            finished = max(finished, float(run["finished_at"]))
+        return finished - started
+
+
+async def wait_connected(client: CoreClient, agent: _Process) -> None:
+    with anyio.fail_after(30):
+        while not any(s["connected"] for s in (await client.servers())["servers"]):
+            if not agent.alive():
+                raise RuntimeError("the periphery exited:\n" + agent.tail())
+            await anyio.sleep(0.05)
 
 
 def cleanup(stacks: list[Stack], prefixes: list[str]) -> None:

@@ -37,6 +37,7 @@ class Applied:
     admission: Admission | None = None
     removed: list[str] = field(default_factory=list)
     deploy_error: str = ""
+    note: str = ""
 
     def answer(self) -> dict[str, Any]:
         out: dict[str, Any] = {"revision": self.revision, "removed": self.removed}
@@ -49,6 +50,8 @@ class Applied:
             out["run"] = None
         if self.deploy_error:
             out["deploy_error"] = self.deploy_error
+        if self.note:
+            out["note"] = self.note
         return out
 
 
@@ -131,7 +134,7 @@ class SyncRunner:
             applied.removed = [c.name for c in deleted]
         if plan.deploys:
             if self.reconciler is None:
-                applied.deploy_error = "deploys are off: the core has no private_key"
+                applied.note = "nothing deployed: the core has no private_key (deploys are off)"
             else:
                 try:
                     applied.admission = await self.reconciler.submit(

@@ -41,6 +41,7 @@ from core.agents import endpoint_of
 from core.bootstrap import processes
 from core.bootstrap.config import BootstrapConfig, SecretSpec
 from core.bootstrap.sources import read_secret
+from core.client import ClientError, CoreClient
 from core.config import CoreConfig
 from core.deploy.deployer import StackDeployer
 from core.deploy.jobs import JobError, plan_job, values_of
@@ -546,52 +547,41 @@ class Bootstrap:
             f"check {self.core.source} and the core's log",
         )
 
-    async def _api(
-        self, session: aiohttp.ClientSession, method: str, path: str, body: Any = None
-    ) -> Any:
-        token = self.core.api_tokens[0]
-        async with session.request(
-            method,
-            core_url(self.core) + path,
-            json=body,
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response:
-            data = await response.json(content_type=None)
-            if response.status >= 400:
-                message = data.get("message", data) if isinstance(data, dict) else data
-                raise BootstrapFailed(
-                    "first sync", f"{method} {path}: {response.status}: {message}", "fix that"
-                )
-            return data
-
     async def _first_sync(self) -> tuple[str, str]:
         sync = self.config.core.sync
         if not sync:
             return UNCHANGED, "no sync to run (core.sync is empty)"
-        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            plan = await self._api(session, "POST", f"/api/syncs/{sync}/plan")
-            counts = plan.get("counts", {})
-            if not any(counts.get(k) for k in ("create", "update", "delete", "deploy")):
-                return UNCHANGED, f"sync {sync!r}: nothing to change"
-            applied = await self._api(
-                session, "POST", f"/api/syncs/{sync}/apply", {"plan_id": plan["id"]}
+        client = CoreClient(core_url(self.core), self.core.api_tokens[0], timeout=HTTP_TIMEOUT)
+        async with client:
+            try:
+                return await self._sync_through(client, sync)
+            except ClientError as exc:
+                raise BootstrapFailed("first sync", str(exc), "fix that") from exc
+
+    async def _sync_through(self, client: CoreClient, sync: str) -> tuple[str, str]:
+        plan = await client.plan(sync)
+        counts = plan.get("counts", {})
+        if not any(counts.get(k) for k in ("create", "update", "delete", "deploy")):
+            return UNCHANGED, f"sync {sync!r}: nothing to change"
+        applied = await client.apply(sync, plan["id"])
+        if applied.get("deploy_error"):
+            raise BootstrapFailed(
+                "first sync", f"deploys not started: {applied['deploy_error']}", "fix that"
             )
-            if applied.get("deploy_error"):
-                raise BootstrapFailed(
-                    "first sync", f"deploys not started: {applied['deploy_error']}", "fix that"
-                )
-            summary = (
-                f"sync {sync!r}: plan {plan['id']} applied ({counts.get('create', 0)} created,"
-                f" {counts.get('update', 0)} updated, {counts.get('delete', 0)} deleted)"
-            )
-            run_id = applied.get("run")
-            if run_id is None:
-                return DONE, summary
+        summary = (
+            f"sync {sync!r}: plan {plan['id']} applied ({counts.get('create', 0)} created,"
+            f" {counts.get('update', 0)} updated, {counts.get('delete', 0)} deleted)"
+        )
+        run_ids = sorted(set((applied.get("runs") or {}).values()))
+        if not run_ids:
+            return DONE, summary
+        healthy = 0
+        for run_id in run_ids:
+            run: dict[str, Any] = {"status": "running", "deploys": []}
             with anyio.move_on_after(self.config.core.sync_timeout):
                 seen: set[tuple[str, str]] = set()
                 while True:
-                    run = await self._api(session, "GET", f"/api/runs/{run_id}")
+                    run = await client.run(run_id)
                     self._report_steps("first sync", run, seen)
                     if run["status"] != "running":
                         break
@@ -611,4 +601,6 @@ class Bootstrap:
                 raise BootstrapFailed(
                     "first sync", f"deploy run {run_id} failed:\n" + "\n".join(bad), "fix it"
                 )
-            return DONE, f"{summary}; run {run_id}: {len(run['deploys'])} stacks healthy"
+            healthy += len(run["deploys"])
+        runs = ", ".join(str(r) for r in run_ids)
+        return DONE, f"{summary}; run {runs}: {healthy} stacks healthy"

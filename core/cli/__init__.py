@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -59,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = handler(args)
+        sys.stdout.flush()
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `stackward status | head`: the reader left. Not an error of ours; say nothing more
+        # (and keep Python from complaining about stdout when it exits).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     return code

@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
+from core.client import ClientError, CoreClient
+
 IMAGE = "stackward-test/busybox:1"
 
 
@@ -252,8 +256,7 @@ def _wait(what: str, check: Any, process: _Process, time_limit: float = 30.0) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.cli.follow import RunFollower
-    from core.cli.plan_cmd import _call, _colors, _Failure
+    from core.cli.common import colors as _colors
 
     problem = _engine_problem()
     if problem:
@@ -307,26 +310,7 @@ def run(args: argparse.Namespace) -> int:
         processes.append(agent)
         say(f"core on {url}, periphery 'manager' dialing in; applying the sync…")
 
-        ns = argparse.Namespace(url=url, token=token)
-
-        def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-            return _call(ns, method, path, body)
-
-        plan = call("POST", "/api/syncs/local/plan")
-        applied = call("POST", "/api/syncs/local/apply", {"plan_id": plan["id"]})
-        n = plan["counts"]
-        say(
-            f"plan {plan['id']}: {n['create']} created, {n['update']} updated;"
-            f" {len(plan['deploys'])} stacks to deploy, in this order:"
-        )
-        for wave in plan.get("deploy_waves", []):
-            say(f"  {c['dim']}→{c['reset']} {', '.join(wave)}")
-        if applied.get("deploy_error"):
-            return _fail(f"deploys not started: {applied['deploy_error']}", 1)
-        follower = RunFollower(lambda m, p: call(m, p), sys.stdout, c)
-        done = follower.follow(applied["run"], time_limit=900)
-        follower.summary(done)
-        code = 0 if done["status"] == "succeeded" else 1
+        code = anyio.run(_apply_and_follow, url, token, c)
         if args.once:
             return code
         say(f"\nThe core's API: {url}/api/ (bearer token {token})")
@@ -335,8 +319,8 @@ def run(args: argparse.Namespace) -> int:
         while all(p.alive() for p in processes):
             time.sleep(0.5)
         return _fail("a demo process exited:\n" + "\n".join(p.tail() for p in processes), 1)
-    except _Failure as exc:
-        return _fail(str(exc), exc.code if exc.code != 0 else 1)
+    except ClientError as exc:
+        return _fail(str(exc), 1)
     except (RuntimeError, subprocess.SubprocessError) as exc:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
@@ -346,6 +330,29 @@ def run(args: argparse.Namespace) -> int:
             process.stop()
         if not args.keep:
             _remove_stacks(stacks)
+
+
+async def _apply_and_follow(url: str, token: str, c: dict[str, str]) -> int:
+    """Plan and apply the local sync, follow its deploys; 0 when every stack is healthy."""
+    from core.cli.follow import RunFollower
+
+    say = print
+    async with CoreClient(url, token) as client:
+        plan = await client.plan("local")
+        applied = await client.apply("local", plan["id"])
+        n = plan["counts"]
+        say(
+            f"plan {plan['id']}: {n['create']} created, {n['update']} updated;"
+            f" {len(plan['deploys'])} stacks to deploy, in this order:"
+        )
+        for wave in plan.get("deploy_waves", []):
+            say(f"  {c['dim']}→{c['reset']} {', '.join(wave)}")
+        if applied.get("deploy_error"):
+            raise ClientError(f"deploys not started: {applied['deploy_error']}")
+        follower = RunFollower(client, sys.stdout, c)
+        done = await follower.follow_all(sorted(set(applied["runs"].values())), time_limit=900)
+        follower.summary(done)
+        return 0 if done["status"] == "succeeded" else 1
 
 
 def _healthz(url: str) -> bool:

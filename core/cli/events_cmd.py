@@ -60,8 +60,9 @@ async def _follow(args: argparse.Namespace) -> int:
     import aiohttp
     import anyio
 
+    from core.cli.common import DEFAULT_URL
+    from core.cli.common import colors as _colors
     from core.cli.event_lines import render
-    from core.cli.plan_cmd import DEFAULT_URL, _colors
 
     c = _colors(args)
     base = (args.url or os.environ.get("STACKWARD_URL") or DEFAULT_URL).rstrip("/")

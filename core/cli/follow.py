@@ -1,18 +1,20 @@
-"""Following a deploy run from the command line: a line per stack as it moves, then a table.
+"""Following deploy runs from the command line: a line per stack as it moves, then a table.
 
 Polls ``GET /api/runs/{id}`` (and, with output, ``GET /api/deploys/{id}/log``) every
-``POLL`` seconds; the event stream will make this push-based.
+``POLL`` seconds. A failed stack is shown with why: the failing step, the reason, and the last
+lines the failing command printed, so the cause is where the user looks.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
-POLL = 0.25
+import anyio
 
-Call = Callable[[str, str], Any]  # (method, path) -> decoded JSON
+from core.client import CoreClient
+
+POLL = 0.25
 
 
 def _mark(status: str, c: dict[str, str]) -> str:
@@ -20,6 +22,7 @@ def _mark(status: str, c: dict[str, str]) -> str:
         "healthy": f"{c['green']}✔{c['reset']}",
         "failed": f"{c['red']}✘{c['reset']}",
         "skipped": f"{c['yellow']}-{c['reset']}",
+        "interrupted": f"{c['yellow']}!{c['reset']}",
     }.get(status, " ")
 
 
@@ -33,14 +36,14 @@ def _seconds(start: float | None, end: float | None) -> str:
 class RunFollower:
     def __init__(
         self,
-        call: Call,
+        client: CoreClient,
         out: TextIO,
         colors: dict[str, str],
         *,
         output: bool = False,
         width: int = 16,
     ) -> None:
-        self.call = call
+        self.client = client
         self.out = out
         self.c = colors
         self.output = output
@@ -53,7 +56,7 @@ class RunFollower:
         self.out.write(text + "\n")
         self.out.flush()
 
-    def _show_deploy(self, d: dict[str, Any]) -> None:
+    async def _show_deploy(self, d: dict[str, Any]) -> None:
         c, name = self.c, d["stack"].ljust(self.width)
         for step in d["steps"]:
             key = (d["id"], step["step"])
@@ -67,7 +70,7 @@ class RunFollower:
                 took = _seconds(step["started_at"], step["finished_at"])
                 self._print(f"  {name} {step['step']} {c['dim']}ok {took}{c['reset']}")
         if self.output and d["status"] in ("running", "healthy", "failed"):
-            self._show_output(d)
+            await self._show_output(d)
         status = d["status"]
         if self._seen_status.get(d["id"]) == status or status in ("pending", "running"):
             self._seen_status[d["id"]] = status
@@ -81,33 +84,54 @@ class RunFollower:
                 f" {c['dim']}{commit}{c['reset']}"
             )
         elif status == "failed":
-            self._print(f"{_mark(status, c)} {name} {c['red']}failed{c['reset']}: {d['reason']}")
-        elif status == "skipped":
+            step = f" at {d['failed_step']}" if d.get("failed_step") else ""
             self._print(
-                f"{_mark(status, c)} {name} {c['yellow']}skipped{c['reset']}: {d['reason']}"
+                f"{_mark(status, c)} {name} {c['red']}failed{c['reset']}{step}: {d['reason']}"
+            )
+            tail = d.get("tail") or ""
+            if tail and not self.output:  # with output, the lines were shown as they came
+                self._print(f"  {c['dim']}last output:{c['reset']}")
+                for line in tail.splitlines():
+                    self._print(f"  {c['dim']}|{c['reset']} {line}")
+        elif status in ("skipped", "interrupted"):
+            self._print(
+                f"{_mark(status, c)} {name} {c['yellow']}{status}{c['reset']}: {d['reason']}"
             )
 
-    def _show_output(self, d: dict[str, Any]) -> None:
+    async def _show_output(self, d: dict[str, Any]) -> None:
         after = self._log_seq.get(d["id"], -1)
-        log = self.call("GET", f"/api/deploys/{d['id']}/log?after={after}")
-        for line in log["lines"]:
+        for line in await self.client.log(d["id"], after):
             self._log_seq[d["id"]] = line["seq"]
             for text in line["text"].splitlines():
                 self._print(
                     f"  {self.c['dim']}{d['stack']} | {line['step']} |{self.c['reset']} {text}"
                 )
 
-    def follow(self, run_id: int, time_limit: float = 3600) -> dict[str, Any]:
+    async def follow(self, run_id: int, time_limit: float = 3600) -> dict[str, Any]:
         deadline = time.monotonic() + time_limit
         while True:
-            run = self.call("GET", f"/api/runs/{run_id}")
+            run = await self.client.run(run_id)
             if run["deploys"]:
                 self.width = max(self.width, *(len(d["stack"]) for d in run["deploys"]))
             for d in sorted(run["deploys"], key=lambda d: (d["started_at"] or 1e18, d["id"])):
-                self._show_deploy(d)
+                await self._show_deploy(d)
             if run["status"] != "running" or time.monotonic() > deadline:
                 return dict(run)
-            time.sleep(POLL)
+            await anyio.sleep(POLL)
+
+    async def follow_all(self, run_ids: list[int], time_limit: float = 3600) -> dict[str, Any]:
+        """Follow several runs (an apply whose stacks joined deploys already waiting) as one:
+        the deploys of all, and ``succeeded`` only when every run did."""
+        runs = [await self.follow(r, time_limit) for r in run_ids]
+        if len(runs) == 1:
+            return runs[0]
+        return {
+            "id": run_ids[0],
+            "status": "succeeded" if all(r["status"] == "succeeded" for r in runs) else "failed",
+            "started_at": min(r["started_at"] for r in runs),
+            "finished_at": max(r["finished_at"] or 0 for r in runs),
+            "deploys": [d for r in runs for d in r["deploys"]],
+        }
 
     def summary(self, run: dict[str, Any]) -> None:
         c = self.c

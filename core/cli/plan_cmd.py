@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
-DEFAULT_URL = "http://127.0.0.1:9120"
+import anyio.to_thread
+
+from core.cli.common import Failure, add_connection, colors, run_with_client
+from core.client import CoreClient
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,12 +28,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ):
         p = subparsers.add_parser(name, help=help_text, description=help_text + ".")
         p.add_argument("sync", nargs="?", default="local", help='the sync (default "local")')
-        p.add_argument(
-            "--url", default=None, help=f"the core's URL (default $STACKWARD_URL or {DEFAULT_URL})"
-        )
-        p.add_argument("--token", default=None, help="API token (default $STACKWARD_TOKEN)")
+        add_connection(p)
         p.add_argument("--json", action="store_true", help="print the plan as JSON")
-        p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
         if name == "apply":
             p.add_argument(
                 "--plan",
@@ -47,63 +45,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.set_defaults(
             handler=run_plan if name == "plan" else run_apply, default_log_level="WARNING"
         )
-
-
-class _Failure(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _call(
-    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
-) -> Any:
-    import urllib.error
-    import urllib.request
-
-    url = (args.url or os.environ.get("STACKWARD_URL") or DEFAULT_URL).rstrip("/")
-    token = args.token or os.environ.get("STACKWARD_TOKEN")
-    if not token:
-        raise _Failure(2, "no API token: pass --token or set STACKWARD_TOKEN")
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        url + path,
-        data=data,
-        method=method,
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            err = json.loads(exc.read())["error"]
-        except (ValueError, KeyError, TypeError):
-            err = {"code": "http_error", "message": f"HTTP {exc.code} {exc.reason}"}
-        lines = [f"{err.get('code')}: {err.get('message')}", *err.get("findings", [])]
-        raise _Failure(255 if exc.code == 401 else 1, "\n".join(lines)) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise _Failure(255, f"cannot reach the core at {url}: {reason}") from exc
-
-
-def _colors(args: argparse.Namespace) -> dict[str, str]:
-    on = args.color == "always" or (
-        args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    )
-    names = {
-        "green": "\033[32m",
-        "yellow": "\033[33m",
-        "red": "\033[31m",
-        "bold": "\033[1m",
-        "dim": "\033[2m",
-        "reset": "\033[0m",
-    }
-    return names if on else dict.fromkeys(names, "")
 
 
 def _value(v: Any) -> str:
@@ -170,74 +111,65 @@ def _show(args: argparse.Namespace, plan: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps(plan, indent=2))
     else:
-        print(format_plan(plan, _colors(args)))
+        print(format_plan(plan, colors(args)))
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    try:
-        plan = _call(args, "POST", f"/api/syncs/{args.sync}/plan")
-    except _Failure as exc:
-        print(f"stackward plan: {exc}", file=sys.stderr)
-        return exc.code
-    _show(args, plan)
-    if not args.json and (plan["changes"] or plan["deploys"]):
-        print(f"\nApply it with: stackward apply {args.sync} --plan {plan['id']}")
-    return 0
+    async def body(client: CoreClient) -> int:
+        plan = await client.plan(args.sync)
+        _show(args, plan)
+        if not args.json and (plan["changes"] or plan["deploys"]):
+            print(f"\nApply it with: stackward apply {args.sync} --plan {plan['id']}")
+        return 0
+
+    return run_with_client(args, "plan", body)
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    try:
+    async def body(client: CoreClient) -> int:
         plan_id = args.plan_id
         if not plan_id:
-            plan = _call(args, "POST", f"/api/syncs/{args.sync}/plan")
+            plan = await client.plan(args.sync)
             if not args.json:
                 _show(args, plan)
-            if not plan["changes"]:
+            if not plan["changes"] and not plan["deploys"]:
                 if not args.json:
-                    print("Nothing to apply.")
+                    print("Nothing to apply: every stack is converged.")
                 return 0
             if not args.yes:
                 if not sys.stdin.isatty():
-                    print(
-                        "stackward apply: pass --yes (or --plan ID) to apply without a prompt",
-                        file=sys.stderr,
-                    )
-                    return 2
-                if input("Apply this plan? [y/N] ").strip().lower() not in ("y", "yes"):
+                    raise Failure(2, "pass --yes (or --plan ID) to apply without a prompt")
+                answer = await anyio.to_thread.run_sync(input, "Apply this plan? [y/N] ")
+                if answer.strip().lower() not in ("y", "yes"):
                     print("Not applied.")
                     return 1
             plan_id = plan["id"]
-        result = _call(args, "POST", f"/api/syncs/{args.sync}/apply", {"plan_id": plan_id})
-    except _Failure as exc:
-        print(f"stackward apply: {exc}", file=sys.stderr)
-        return exc.code
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        n = result["plan"]["counts"]
-        print(
-            f"Applied plan {plan_id}: {n['create']} created, {n['update']} updated,"
-            f" {n['delete']} deleted; state revision {result['revision']}."
-        )
-        if result["plan"]["deploys"]:
-            names = ", ".join(d["stack"] for d in result["plan"]["deploys"])
-            print(f"Stacks to deploy: {names}")
-        if result.get("deploy_error"):
+        result = await client.apply(args.sync, plan_id)
+        runs = sorted(set((result.get("runs") or {}).values()))
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            n = result["plan"]["counts"]
             print(
-                f"stackward apply: deploys not started: {result['deploy_error']}", file=sys.stderr
+                f"Applied plan {plan_id}: {n['create']} created, {n['update']} updated,"
+                f" {n['delete']} deleted; state revision {result['revision']}."
             )
-            return 1
-        if result.get("run") is not None:
-            print(f"Deploy run {result['run']} started.")
-    if result.get("run") is not None and args.follow:
-        from core.cli.follow import RunFollower
+            if result["plan"]["deploys"]:
+                names = ", ".join(d["stack"] for d in result["plan"]["deploys"])
+                print(f"Stacks to deploy: {names}")
+            if result.get("deploy_error"):
+                raise Failure(1, f"deploys not started: {result['deploy_error']}")
+            if result.get("note"):
+                print(f"Note: {result['note']}")
+            if runs:
+                print(f"Deploy run{'s' if len(runs) > 1 else ''} {', '.join(map(str, runs))}.")
+        if runs and args.follow:
+            from core.cli.follow import RunFollower
 
-        follower = RunFollower(lambda m, p: _call(args, m, p), sys.stdout, _colors(args))
-        try:
-            done = follower.follow(result["run"])
-        except _Failure as exc:
-            print(f"stackward apply: {exc}", file=sys.stderr)
-            return exc.code
-        follower.summary(done)
-        return 0 if done["status"] == "succeeded" else 1
-    return 0
+            follower = RunFollower(client, sys.stdout, colors(args))
+            done = await follower.follow_all(runs)
+            follower.summary(done)
+            return 0 if done["status"] == "succeeded" else 1
+        return 0
+
+    return run_with_client(args, "apply", body)

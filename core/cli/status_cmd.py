@@ -1,81 +1,105 @@
-"""``stackward status [STACK]``: the stacks and their last deploys, or one stack as it runs."""
+"""``stackward status [STACK]``: every stack's desired, recorded and running state side by side,
+or one stack with its services as they run now.
+
+Without STACK: a line per stack: its tier, the commit it should run (DESIRED), its last deploy's
+result and commit (RECORDED), what the engine reported last (RUNNING), and, when it is not
+converged, why (exit 0). With STACK: the same, then its services now (exit 0 when healthy, 1
+when not), and for a failed deploy the step, the reason and the last output lines.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
+
+from core.cli.common import add_connection, colors, run_with_client
+from core.client import CoreClient
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "status",
-        help="show the stacks, or one stack as it runs",
-        description="Without STACK: every applied stack and its last deploy. With STACK: its"
-        " services as they run now (exit 0 when healthy, 1 when not).",
+        help="show the stacks: desired, recorded, running",
+        description="Without STACK: every applied stack, what it should run, its last deploy,"
+        " what the engine runs, and why it is not converged. With STACK: its services as they"
+        " run now (exit 0 when healthy, 1 when not).",
     )
     p.add_argument("stack", nargs="?")
-    p.add_argument("--url", default=None, help="the core's URL (default $STACKWARD_URL)")
-    p.add_argument("--token", default=None, help="API token (default $STACKWARD_TOKEN)")
+    add_connection(p)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     p.set_defaults(handler=run, default_log_level="WARNING")
 
 
+def _short(commit: str | None) -> str:
+    return (commit or "")[:12] or "-"
+
+
+def _rows(stacks: list[dict[str, Any]], c: dict[str, str]) -> list[str]:
+    head = ("STACK", "TIER", "DESIRED", "RECORDED", "RUNNING", "")
+    rows = []
+    for s in stacks:
+        last = s.get("recorded") or {}
+        status = last.get("status") or "never deployed"
+        recorded = f"{status} {_short(last.get('commit'))}" if last else status
+        engine = (s.get("engine") or {}).get("state", "unknown")
+        why = "converged" if s.get("converged") else "; ".join(s.get("reasons") or [])
+        rows.append(
+            (s["name"], s.get("tier") or "-", _short(s["desired"]["commit"]), recorded, engine, why)
+        )
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head[:-1])]
+
+    def line(row: tuple[str, ...], converged: bool | None = None) -> str:
+        cells = [v.ljust(w) for v, w in zip(row[:-1], widths, strict=True)]
+        last = row[-1]
+        if converged is not None:
+            last = f"{c['green'] if converged else c['yellow']}{last}{c['reset']}"
+        return "  ".join(cells) + "  " + last
+
+    out = [c["bold"] + line(head) + c["reset"]]
+    for s, row in zip(stacks, rows, strict=True):
+        out.append(line(row, bool(s.get("converged"))))
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    from core.cli.plan_cmd import _call, _colors, _Failure
+    c = colors(args)
 
-    c = _colors(args)
-    try:
-        body: Any = _status_body(args) if args.stack else _call(args, "GET", "/api/stacks")
-    except _Failure as exc:
-        print(f"stackward status: {exc}", file=sys.stderr)
-        return exc.code
-    except OSError as exc:
-        print(f"stackward status: cannot reach the core: {exc}", file=sys.stderr)
-        return 255
-    if isinstance(body.get("error"), dict):
-        error = body["error"]
-        print(f"stackward status: {error.get('code')}: {error.get('message')}", file=sys.stderr)
-        return 255 if error.get("code") == "unauthorized" else 1
-    if args.json:
-        print(json.dumps(body, indent=2))
-        return 0 if not args.stack or body.get("healthy") else 1
-    if not args.stack:
-        for stack in body["stacks"]:
-            last = stack["last_deploy"] or {}
-            status = last.get("status", "never deployed")
-            color = {"healthy": c["green"], "failed": c["red"]}.get(status, c["yellow"])
-            commit = (last.get("commit") or "")[:12]
+    async def body(client: CoreClient) -> int:
+        if not args.stack:
+            stacks = await client.stacks()
+            if args.json:
+                print(json.dumps({"stacks": stacks}, indent=2))
+                return 0
+            for text in _rows(stacks, c):
+                print(text)
+            return 0
+        one = await client.stack(args.stack)
+        if args.json:
+            print(json.dumps(one, indent=2))
+            return 0 if one.get("healthy") else 1
+        healthy = bool(one.get("healthy"))
+        mark = (
+            f"{c['green']}healthy{c['reset']}" if healthy else f"{c['red']}not healthy{c['reset']}"
+        )
+        print(f"{one['stack']}: {mark}" + (f" ({one['error']})" if one.get("error") else ""))
+        if "desired" in one:
+            last = one.get("recorded") or {}
+            print(f"  desired:  {_short(one['desired']['commit'])}")
             print(
-                f"{stack['name']:<24} {stack['mode']:<8} {color}{status:<15}{c['reset']}"
-                f" {commit} {last.get('reason', '')}"
+                f"  recorded: {last.get('status', 'never deployed')} {_short(last.get('commit'))}"
             )
-        return 0
-    healthy = bool(body.get("healthy"))
-    mark = f"{c['green']}healthy{c['reset']}" if healthy else f"{c['red']}not healthy{c['reset']}"
-    print(f"{body['stack']}: {mark}" + (f" ({body['error']})" if body.get("error") else ""))
-    for service in body.get("services", []):
-        print(f"  {service['service']:<32} {service['state']:<8} {service['detail']}")
-    return 0 if healthy else 1
+            engine = one.get("engine") or {}
+            print(f"  running:  {engine.get('state', 'unknown')} {engine.get('detail', '')}")
+            if not one.get("converged"):
+                for reason in one.get("reasons") or []:
+                    print(f"  {c['yellow']}not converged: {reason}{c['reset']}")
+            if last.get("status") == "failed" and last.get("tail"):
+                print(f"  last output ({last.get('failed_step') or 'failed step'}):")
+                for text in str(last["tail"]).splitlines():
+                    print(f"    | {text}")
+        for service in one.get("services", []):
+            print(f"  {service['service']:<32} {service['state']:<8} {service['detail']}")
+        return 0 if healthy else 1
 
-
-def _status_body(args: argparse.Namespace) -> Any:
-    """GET a stack's status, accepting 503 (not healthy) as an answer."""
-    import os
-    import urllib.error
-    import urllib.request
-
-    from core.cli.plan_cmd import DEFAULT_URL
-
-    url = (args.url or os.environ.get("STACKWARD_URL") or DEFAULT_URL).rstrip("/")
-    token = args.token or os.environ.get("STACKWARD_TOKEN") or ""
-    request = urllib.request.Request(
-        f"{url}/api/stacks/{args.stack}", headers={"Authorization": f"Bearer {token}"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())
+    return run_with_client(args, "status", body)

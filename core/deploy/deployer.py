@@ -263,7 +263,9 @@ class StackDeployer:
                     trigger=ref.trigger,
                 ),
             )
-            await recorder._write(self.records.deploy_started, ref.deploy_id, token, server)
+            await recorder._write(
+                self.records.deploy_started, ref.deploy_id, token, server, prepared.spec, job.commit
+            )
             try:
                 channel = await self.pool.channel(server, CHANNEL_WAIT)
             except PeripheryUnavailable as exc:

@@ -316,6 +316,8 @@ def _deploys(
             inputs.records.get(res.name, Record()),
             files,
         )
+        if not verdict.needs_deploy and not verdict.converged:
+            continue  # a deploy in flight brings what is desired (the plan's notes say so)
         why = list(verdict.reasons)
         if res.key in created:
             why = [

@@ -38,6 +38,8 @@ class Record(msgspec.Struct, frozen=True):
     reason: str = ""
     finished_at: float = 0.0
     run: int = 0
+    run_spec: str = ""  # a deploy in flight: its spec and commit ("" while it waits to start,
+    run_commit: str = ""  # and then reads the newest desired state)
     ok_spec: str = ""  # the last healthy deploy's spec ...
     ok_form: dict[str, Any] | None = None  # ... and the stack form it was made from
     ok_commit: str = ""
@@ -65,6 +67,11 @@ class Verdict(msgspec.Struct, frozen=True):
 
     def has(self, *kinds: str) -> bool:
         return any(k in self.kinds for k in kinds)
+
+    @property
+    def needs_deploy(self) -> bool:
+        """Not converged, and not only waiting for a deploy that brings what is desired."""
+        return not self.converged and self.kinds != ("deploying",)
 
 
 # (old commit, new commit) -> the paths that differ, or None when it cannot be told
@@ -100,6 +107,14 @@ def judge(desired: Desired, record: Record, changed_files: ChangedFiles | None =
 
     if record.status in OPEN:
         add("deploying", f"being deployed (run {record.run})")
+        stale = record.run_spec and (
+            record.run_spec != desired.spec
+            or (desired.commit and record.run_commit and desired.commit != record.run_commit)
+        )
+        if not stale:  # it deploys what is desired: nothing more to do
+            return Verdict(desired.name, False, tuple(kinds), tuple(reasons), record.retry_at)
+        add("changed", "changed since this deploy started: a follow-up deploy is needed")
+        return Verdict(desired.name, False, tuple(kinds), tuple(reasons), record.retry_at)
     elif record.status == "failed":
         add("failed", "last deploy failed: " + _first_line(record.reason))
     elif record.status == "skipped":
@@ -146,7 +161,7 @@ def due(verdict: Verdict, now: float) -> bool:
     Everything not converged is due, except: a deploy already on its way; a failed stack still
     in its backoff (its desired state unchanged); and drift, which is the stack's ``on_drift``
     business (core/drift.py)."""
-    if verdict.converged or verdict.has("deploying"):
+    if verdict.converged or verdict.kinds == ("deploying",):
         return False
     if set(verdict.kinds) <= {"drifted"}:
         return False

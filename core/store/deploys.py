@@ -104,7 +104,8 @@ class DeployRecords:
     def run(self, run_id: int) -> dict[str, Any] | None:
         with self.store.read() as db:
             row = db.execute(
-                "SELECT id, trigger, started_at, finished_at, status FROM deploy_runs WHERE id = ?",
+                "SELECT id, trigger, started_at, finished_at, status, source FROM deploy_runs"
+                " WHERE id = ?",
                 (run_id,),
             ).fetchone()
             if row is None:
@@ -115,18 +116,21 @@ class DeployRecords:
                     "SELECT id FROM deploys WHERE run_id = ? ORDER BY id", (run_id,)
                 )
             ]
-        keys = ("id", "trigger", "started_at", "finished_at", "status")
+        keys = ("id", "trigger", "started_at", "finished_at", "status", "source")
         out = dict(zip(keys, row, strict=True))
         out["deploys"] = [self.deploy(i) for i in ids]
         return out
 
     # -- deploys ------------------------------------------------------------------------------
-    def deploy_started(self, deploy_id: int, fence: int, server: str) -> None:
+    def deploy_started(
+        self, deploy_id: int, fence: int, server: str, spec: str = "", commit: str = ""
+    ) -> None:
+        """A deploy starts, at ``spec`` and ``commit`` (what it deploys, for convergence)."""
         with self.store.write() as db:
             db.execute(
-                "UPDATE deploys SET status = 'running', started_at = ?, fence = ?, server = ? "
-                "WHERE id = ?",
-                (time.time(), fence, server, deploy_id),
+                "UPDATE deploys SET status = 'running', started_at = ?, fence = ?, server = ?,"
+                " spec = ?, commit_id = ? WHERE id = ?",
+                (time.time(), fence, server, spec, commit, deploy_id),
             )
 
     def deploy_finished(
@@ -215,9 +219,9 @@ class DeployRecords:
         commit, and its engine and retry state. Three queries, whatever the number of stacks."""
         with self.store.read() as db:
             last = db.execute(
-                "SELECT d.stack, d.status, d.reason, COALESCE(d.finished_at, 0), d.run_id"
-                " FROM deploys d JOIN (SELECT stack, MAX(id) AS id FROM deploys GROUP BY stack) m"
-                " ON d.id = m.id"
+                "SELECT d.stack, d.status, d.reason, COALESCE(d.finished_at, 0), d.run_id, d.spec,"
+                " d.commit_id FROM deploys d JOIN (SELECT stack, MAX(id) AS id FROM deploys"
+                " GROUP BY stack) m ON d.id = m.id"
             ).fetchall()
             ok = db.execute(
                 "SELECT d.stack, d.spec, d.spec_form, d.commit_id FROM deploys d JOIN"
@@ -229,10 +233,12 @@ class DeployRecords:
                 " FROM stack_state"
             ).fetchall()
         fields: dict[str, dict[str, Any]] = {}
-        for stack, status, reason, finished, run in last:
+        for stack, status, reason, finished, run, spec, commit in last:
             fields.setdefault(stack, {}).update(
                 status=status, reason=reason, finished_at=float(finished), run=int(run)
             )
+            if status in ("pending", "running"):
+                fields[stack].update(run_spec=spec, run_commit=commit)
         for stack, spec, form, commit in ok:
             fields.setdefault(stack, {}).update(
                 ok_spec=spec or ANY_SPEC,  # healthy before specs were kept: taken as current
@@ -280,7 +286,7 @@ class DeployRecords:
         with self.store.read() as db:
             row = db.execute(
                 "SELECT id, run_id, stack, server, commit_id, status, reason, fence, started_at,"
-                " finished_at FROM deploys WHERE id = ?",
+                " finished_at, failed_step, tail FROM deploys WHERE id = ?",
                 (deploy_id,),
             ).fetchone()
             if row is None:
@@ -301,6 +307,8 @@ class DeployRecords:
             "fence",
             "started_at",
             "finished_at",
+            "failed_step",
+            "tail",
         )
         out = dict(zip(keys, row, strict=True))
         out["steps"] = [
@@ -331,11 +339,21 @@ class DeployRecords:
         """Each stack's newest deploy record (without steps)."""
         with self.store.read() as db:
             rows = db.execute(
-                "SELECT d.id, d.stack, d.status, d.commit_id, d.reason, d.finished_at"
-                " FROM deploys d"
+                "SELECT d.id, d.stack, d.status, d.commit_id, d.reason, d.finished_at,"
+                " d.failed_step, d.tail, d.run_id FROM deploys d"
                 " JOIN (SELECT stack, MAX(id) AS id FROM deploys GROUP BY stack) m ON d.id = m.id"
             ).fetchall()
-        keys = ("id", "stack", "status", "commit", "reason", "finished_at")
+        keys = (
+            "id",
+            "stack",
+            "status",
+            "commit",
+            "reason",
+            "finished_at",
+            "failed_step",
+            "tail",
+            "run",
+        )
         return {r[1]: dict(zip(keys, r, strict=True)) for r in rows}
 
     def ever_healthy(self) -> set[str]:

@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import anyio
 import anyio.abc
 from aiohttp import web
 
+from core import client
 from core.config import CoreConfig
 from core.server import serve
 
@@ -39,48 +39,15 @@ async def start_core(
 
 
 @dataclass
-class CoreClient:
+class CoreClient(client.CoreClient):
+    """The core's client (core/client.py), with ``call`` answering ``(status, body)`` whatever
+    the status, for tests that assert on both."""
+
     url: str
     token: str
 
+    def __post_init__(self) -> None:
+        client.CoreClient.__init__(self, self.url, self.token)
+
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as session:
-            async with session.request(
-                method,
-                self.url + path,
-                json=body,
-                headers={"Authorization": f"Bearer {self.token}"},
-            ) as response:
-                return response.status, await response.json()
-
-    async def sync(self, name: str = "local") -> dict[str, Any]:
-        status, plan = await self.call("POST", f"/api/syncs/{name}/plan")
-        assert status == 201, plan
-        status, applied = await self.call(
-            "POST", f"/api/syncs/{name}/apply", {"plan_id": plan["id"]}
-        )
-        assert status == 200, applied
-        return applied
-
-    async def wait_run(self, run_id: int, within: float = 120) -> dict[str, Any]:
-        with anyio.fail_after(within):
-            while True:
-                status, run = await self.call("GET", f"/api/runs/{run_id}")
-                assert status == 200, run
-                if run["status"] != "running":
-                    return run
-                await anyio.sleep(0.2)
-
-    async def wait_deployed(
-        self, stack: str, commit: str, within: float = 60
-    ) -> dict[str, dict[str, Any]]:
-        """Wait until ``stack``'s last deploy is healthy at ``commit``; every stack's last one."""
-        with anyio.fail_after(within):
-            while True:
-                status, listing = await self.call("GET", "/api/stacks")
-                assert status == 200, listing
-                last = {s["name"]: s["last_deploy"] for s in listing["stacks"]}
-                mine = last.get(stack) or {}
-                if mine.get("commit") == commit and mine.get("status") == "healthy":
-                    return last
-                await anyio.sleep(0.2)
+        return await self.request(method, path, body)
