@@ -10,6 +10,8 @@ long as the channel lives (``docker.event``, ``docker.engine``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -50,6 +52,7 @@ class Connections:
         reconciler: Reconciler,
         deployer: StackDeployer,
         drift: DriftWatch,
+        on_back: Callable[[str], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -58,6 +61,7 @@ class Connections:
         self.reconciler = reconciler
         self.deployer = deployer
         self.drift = drift
+        self.on_back = on_back  # a server (re)connected: what failed for want of it may go on
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def run(
@@ -80,6 +84,8 @@ class Connections:
         )
         await self._learn_fence(server, channel)
         self.drift.sweep(server)
+        if self.on_back is not None and self._tg is not None:
+            self._tg.start_soon(self.on_back, server)
         if self.config.swarm_secrets and self._tg is not None:
             self._tg.start_soon(self.converge_secrets, server, channel)
 

@@ -127,7 +127,7 @@ class SyncRunner:
         applied = Applied(plan, revision)
         await self.refresh_servers()
         if self.reconciler is not None:
-            await self.reconciler.desired.refresh()
+            await self.reconciler.desired_changed()
         deleted = [c for c in plan.changes if c.kind == "stack" and c.action == "delete"]
         if deleted and self._tg is not None and self.deployer is not None:
             self._tg.start_soon(self._take_down, plan, [c.name for c in deleted])

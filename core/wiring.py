@@ -128,6 +128,15 @@ async def run(
         await tg.start(core.webhooks.run)
         if core.pool is not None and core.reconciler is not None and core.deployer is not None:
             assert core.drift is not None
+            reconciler = core.reconciler
+
+            async def back(server: str) -> None:
+                """A periphery (re)connected: deploys that failed for want of it go on."""
+                try:
+                    await reconciler.reconcile_once(core.desired, "reconnect")
+                except Exception as exc:  # logged; the periodic pass tries again
+                    log.warning("reconcile after %s reconnected: %s", server, exc)
+
             connections = Connections(
                 config,
                 core.store,
@@ -136,6 +145,7 @@ async def run(
                 core.reconciler,
                 core.deployer,
                 core.drift,
+                on_back=back if config.reconcile == "auto" else None,
             )
             core.pool.on_connected = connections.connected
             core.pool.on_lost = connections.lost

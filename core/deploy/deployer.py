@@ -211,6 +211,10 @@ class _Recorder:
         return "\n".join(self.tail)
 
 
+def _at_once(failures: int) -> float:
+    return 0.0
+
+
 class StackDeployer:
     def __init__(
         self,
@@ -250,6 +254,7 @@ class StackDeployer:
             await self._finish(ref, job.name, started, "failed", message, step="lock")
             raise StackFailed(message) from exc
         outcome: tuple[str, str, str] | None = None  # status, reason, commit
+        transient = False  # the periphery was lost: not the stack's fault, retried at once
         try:
             self.events.publish(
                 Kind.DEPLOY_STARTED,
@@ -281,6 +286,9 @@ class StackDeployer:
         except StackFailed as exc:
             await recorder.flush()
             outcome = ("failed", prepared.masker.mask(str(exc)), "")
+            transient = recorder.failed_step == "connect" or isinstance(
+                exc.__cause__, ChannelError
+            )
             # masked before anyone logs it (the scheduler does)
             raise StackFailed(outcome[1]) from None
         finally:
@@ -301,6 +309,7 @@ class StackDeployer:
                         tail=recorder.tail_text() if status == "failed" else "",
                         spec=prepared.spec if status == "healthy" else "",
                         form=prepared.form if status == "healthy" else None,
+                        transient=transient,
                     )
                 try:
                     await anyio.to_thread.run_sync(self.records.unlock, job.name, token)
@@ -325,8 +334,10 @@ class StackDeployer:
         tail: str = "",
         spec: str = "",
         form: dict[str, Any] | None = None,
+        transient: bool = False,
     ) -> None:
-        """Publish and record a deploy's outcome (retried until the store takes it)."""
+        """Publish and record a deploy's outcome (retried until the store takes it). A
+        ``transient`` failure (the periphery was lost) may be retried at once."""
         self.publish_finished(ref, name, status, reason, started, step=step, tail=tail)
         await durably(
             f"deploy {ref.deploy_id} ({name} {status})",
@@ -339,7 +350,7 @@ class StackDeployer:
                 spec_form=form,
                 failed_step=step,
                 tail=tail,
-                retry_delay=retry_delay,
+                retry_delay=_at_once if transient else retry_delay,
             ),
         )
 

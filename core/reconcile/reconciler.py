@@ -7,7 +7,10 @@ admits it atomically, with no ``await`` between looking at a stack and claiming 
 - a stack with no follow-up waiting gets one in a **new run** (created by this intent);
 - a stack that already has a follow-up waiting (a run that has not started it yet) is carried by
   that run: intents that arrive while a stack is busy coalesce into one follow-up, which reads the
-  newest desired state when it starts the stack. None is lost, none runs twice.
+  newest desired state when it starts the stack. None is lost, none runs twice;
+- a stack being deployed, when nothing it is deployed from changed since its deploy started (no
+  apply since, and the intent names no other commit), is carried by that deploy: it already
+  brings what the intent asks for.
 
 The intent, and the runs it created with a pending deploy per stack, are recorded in one
 transaction before ``submit`` returns (the caller's answer names the run that carries each
@@ -99,6 +102,8 @@ class _Run:
     pins: dict[str, str] = field(default_factory=dict)
     ended: dict[str, anyio.Event] = field(default_factory=dict)  # per stack, once resolved
     results: dict[str, str] = field(default_factory=dict)  # per stack: healthy, failed...
+    # per stack, once its deploy started: the desired-state generation it was prepared at
+    generation: dict[str, int] = field(default_factory=dict)
 
     def event(self, stack: str) -> anyio.Event:
         return self.ended.setdefault(stack, anyio.Event())
@@ -141,6 +146,7 @@ class Reconciler:
         self._tg: anyio.abc.TaskGroup | None = None
         self._next_run = 0
         self._next_intent = 0
+        self._generation = 0  # bumped whenever the desired state may have changed (an apply)
 
     # ----------------------------------------------------------------------------- running
 
@@ -158,6 +164,12 @@ class Reconciler:
                 await anyio.sleep_forever()
             finally:
                 self._tg = None
+
+    async def desired_changed(self) -> None:
+        """The desired state may have changed (an apply): deploys that start from here on are
+        new, and a request does not join a deploy that started before."""
+        self._generation += 1
+        await self.desired.refresh()
 
     @property
     def running(self) -> bool:
@@ -196,7 +208,18 @@ class Reconciler:
                     f"already being deployed or waiting to be: {', '.join(busy)}; without"
                     " exclusive the request would join the deploy that waits"
                 )
-        fresh = [s for s in stacks if self._slot(s).pending is None]
+        joining: dict[str, _Run] = {}
+        for s in stacks:
+            slot = self._slot(s)
+            current = slot.running
+            if (
+                slot.pending is None
+                and current is not None
+                and current.generation.get(s) == self._generation
+                and intent.pins.get(s, current.pins.get(s, "")) == current.pins.get(s, "")
+            ):
+                joining[s] = current  # its deploy brings what is asked: carried by it
+        fresh = [s for s in stacks if self._slot(s).pending is None and s not in joining]
         created: list[_Run] = []
         if fresh:
             self._next_run += 1
@@ -212,7 +235,7 @@ class Reconciler:
                 self._slots[s].pending = run
         carriers: dict[str, int] = {}
         for s in stacks:
-            carrier = self._slots[s].pending
+            carrier = joining.get(s) or self._slots[s].pending
             assert carrier is not None
             if intent_id not in carrier.intents:
                 carrier.intents.append(intent_id)
@@ -397,6 +420,7 @@ class Reconciler:
         if slot.pending is run:
             slot.pending = None
         slot.running = run
+        run.generation[name] = self._generation
         try:
             deploy_id = await self._deploy_id(run, name)
             if deploy_id is None:

@@ -131,31 +131,49 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """The connection, for reads, under the store's lock."""
+        """The connection, for reads, under the store's lock. SQLite's errors come out as
+        ``StoreError``."""
         with self._lock:
-            yield self._db
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise StoreError(_unusable(self.path, exc)) from exc
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction; any failure rolls it back (a full disk may
+        fail the ``COMMIT`` itself) and SQLite's errors come out as ``StoreError``."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(_unusable(self.path, exc)) from exc
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
                 self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(_unusable(self.path, exc)) from exc
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # nothing more to do: the next BEGIN will say
+                log.warning("%s: rollback failed: %s", self.path, exc)
 
     # -- reads --------------------------------------------------------------------------------
     def revision(self) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key='revision'").fetchone()
+        with self.read() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='revision'").fetchone()
             return int(row[0])
 
     def resources(self) -> dict[tuple[str, str], StoredResource]:
-        with self._lock:
-            rows = self._db.execute(
+        with self.read() as db:
+            rows = db.execute(
                 "SELECT kind, name, sync, config, hash FROM resources ORDER BY kind, name"
             ).fetchall()
         return {
@@ -164,27 +182,27 @@ class Store:
 
     def snapshot(self) -> tuple[int, dict[tuple[str, str], StoredResource]]:
         """Revision and resources read in one transaction (consistent with each other)."""
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self.read() as db:
+            db.execute("BEGIN")
             try:
                 rev = self.revision()
                 res = self.resources()
             finally:
-                self._db.execute("COMMIT")
+                db.execute("COMMIT")
         return rev, res
 
     def sync_commit(self, sync: str) -> str:
         """The commit of a git-backed sync's files at its last apply ("" when none)."""
-        with self._lock:
-            row = self._db.execute(
+        with self.read() as db:
+            row = db.execute(
                 "SELECT value FROM meta WHERE key = ?", (f"sync_commit:{sync}",)
             ).fetchone()
         return str(row[0]) if row else ""
 
     def tiers(self) -> list[str]:
         """The tier order of every sync's files, merged (each tier where it first appears)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self.read() as db:
+            rows = db.execute(
                 "SELECT key, value FROM meta WHERE key LIKE 'sync_tiers:%' ORDER BY"
                 " key = 'sync_tiers:local' DESC, key"
             ).fetchall()
@@ -197,8 +215,8 @@ class Store:
 
     def defined_by(self) -> dict[tuple[str, str], set[str]]:
         """Which syncs' files define each resource (as of each sync's last apply)."""
-        with self._lock:
-            rows = self._db.execute("SELECT sync, kind, name FROM sync_defines").fetchall()
+        with self.read() as db:
+            rows = db.execute("SELECT sync, kind, name FROM sync_defines").fetchall()
         out: dict[tuple[str, str], set[str]] = {}
         for sync, kind, name in rows:
             out.setdefault((str(kind), str(name)), set()).add(str(sync))
@@ -206,8 +224,8 @@ class Store:
 
     def fingerprint_key(self) -> bytes:
         """A random key of this database, for keyed fingerprints of secret values."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key='fingerprint_key'").fetchone()
+        with self.read() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='fingerprint_key'").fetchone()
             if row is not None:
                 return bytes.fromhex(row[0])
             with self._write() as db:
@@ -241,8 +259,8 @@ class Store:
             )
 
     def get_plan(self, plan_id: str) -> Plan:
-        with self._lock:
-            row = self._db.execute(
+        with self.read() as db:
+            row = db.execute(
                 "SELECT body, applied_at FROM plans WHERE id = ?", (plan_id,)
             ).fetchone()
         if row is None:
@@ -252,8 +270,8 @@ class Store:
         return plan
 
     def sync_runs(self, sync: str, limit: int = 20) -> list[SyncRun]:
-        with self._lock:
-            rows = self._db.execute(
+        with self.read() as db:
+            rows = db.execute(
                 "SELECT id, sync, plan_id, started_at, finished_at, status, message, revision"
                 " FROM sync_runs WHERE sync = ? ORDER BY id DESC LIMIT ?",
                 (sync, limit),
@@ -365,7 +383,7 @@ def _unusable(path: Path, exc: sqlite3.Error) -> str:
             " from a backup, or move it away to start with no state"
         )
     if "full" in text:
-        return f"{path}: the disk is full ({text}); free space and start again"
+        return f"{path}: the disk is full ({text}); free space"
     return f"{path}: cannot open the state database: {text}"
 
 

@@ -169,3 +169,51 @@ class Periphery(LoggedProcess):
         values = tomllib.loads(self.config_path.read_text())
         values.update(config)
         write_toml(self.config_path, values)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class CoreProcess(LoggedProcess):
+    """``stackward core`` on a fixed port (so a restart keeps its address for the agents that
+    dial it), with a config written from keyword arguments."""
+
+    def __init__(self, workdir: Path, key: KeyPair, token: str, **config: Any) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.port = free_port()
+        self.token = token
+        self.resources = workdir / "resources.toml"
+        if not self.resources.exists():
+            self.resources.write_text("")
+        values: dict[str, Any] = {
+            "listen": f"127.0.0.1:{self.port}",
+            "data_dir": str(workdir / "data"),
+            "private_key": str(key.path),
+            "api_tokens": [token],
+            "resources": [str(self.resources)],
+            "poll_interval": 0,
+        }
+        values.update(config)
+        self.config_path = write_toml(workdir / "core.toml", values)
+        super().__init__(stackward_argv("core", "--config", str(self.config_path)), workdir)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start_and_wait(self, timeout: float = 20.0) -> None:
+        start = len(self.lines)
+        self.start()
+        self.wait_for(r"core listening on", timeout, start=start if start else 0)
+
+    def kill(self) -> None:
+        """kill -9, and wait until it is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
