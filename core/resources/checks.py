@@ -9,15 +9,27 @@ an error.
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from core.resources import support
 from core.resources.gcpause import gc_paused
 from core.resources.graph import describe, is_barrier, stack_graph
-from core.resources.models import Resource, ResourceSet, Severity, StackConfig
+from core.resources.loader import parse_string_list
+from core.resources.models import (
+    Finding,
+    ProcedureConfig,
+    RepoConfig,
+    Resource,
+    ResourceSet,
+    Severity,
+    StackConfig,
+)
+from core.resources.suggest import closest, did_you_mean
 from core.resources.variables import references
 
 DOCKER_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -57,58 +69,56 @@ def _check(rs: ResourceSet, known: Known | None) -> ResourceSet:
         names["repo"] |= set(known.repos)
         names["variable"] |= set(known.variables)
     tiers = set(rs.tiers)
+    uses = _Uses()
     for res in rs.resources.values():
         if res.kind == "stack":
-            _check_stack(rs, res, names, tiers, missing)
+            _check_stack(rs, res, names, tiers, missing, uses)
         elif res.kind == "swarm":
             for i, server in enumerate(res.config.servers):
-                if server not in names["server"]:
-                    rs.finding(
-                        missing,
-                        res.source,
-                        ("config", "servers", i),
-                        _missing("swarm", res.name, "server", server),
-                        "reference",
-                    )
+                _reference(rs, res, ("config", "servers", i), "server", server, names, missing)
         elif res.kind == "repo":
-            cfg = res.config
-            if cfg.server and cfg.server not in names["server"]:
-                rs.finding(
-                    missing,
-                    res.source,
-                    ("config", "server"),
-                    _missing("repo", res.name, "server", cfg.server),
-                    "reference",
-                )
-            _check_variables(
+            rcfg: RepoConfig = res.config
+            _reference(rs, res, ("config", "server"), "server", rcfg.server, names, missing)
+            uses.collect(
                 rs,
                 res,
-                names["variable"],
-                missing,
                 [
-                    ("environment", cfg.environment),
-                    *(("on_clone", c.command) for c in cfg.on_clone),
-                    *(("on_pull", c.command) for c in cfg.on_pull),
+                    ("environment", rcfg.environment),
+                    *(("on_clone", c.command) for c in rcfg.on_clone),
+                    *(("on_pull", c.command) for c in rcfg.on_pull),
                 ],
             )
         elif res.kind == "resource_sync":
-            cfg = res.config
-            if cfg.linked_repo and cfg.linked_repo not in names["repo"]:
-                rs.finding(
-                    missing,
-                    res.source,
-                    ("config", "linked_repo"),
-                    _missing("resource_sync", res.name, "repo", cfg.linked_repo),
-                    "reference",
-                )
+            linked = res.config.linked_repo
+            _reference(rs, res, ("config", "linked_repo"), "repo", linked, names, missing)
+        elif res.kind == "procedure":
+            _check_procedure(rs, res)
+    uses.report(rs, names["variable"], missing, known is not None)
     _check_cycles(rs)
     return rs
 
 
-def _missing(kind: str, name: str, ref_kind: str, ref: str) -> str:
-    return (
-        f'{kind} "{name}": {ref_kind} "{ref}" is not defined here; add a [[{ref_kind}]] named'
-        f' "{ref}" or fix the name'
+def _reference(
+    rs: ResourceSet,
+    res: Resource,
+    where: tuple[str | int, ...],
+    ref_kind: str,
+    ref: str,
+    names: dict[str, set[str]],
+    missing: Severity,
+) -> None:
+    """A finding when ``ref`` names no ``ref_kind`` known here, with the closest name."""
+    ref = ref.strip()
+    if not ref or ref in names[ref_kind]:
+        return
+    hint = did_you_mean(ref, names[ref_kind])
+    fix = "fix the name" if hint else f'add a [[{ref_kind}]] named "{ref}" or fix the name'
+    rs.finding(
+        missing,
+        res.source,
+        where,
+        f'{res.kind} "{res.name}": {ref_kind} "{ref}" is not defined here{hint}; {fix}',
+        "reference",
     )
 
 
@@ -118,6 +128,7 @@ def _check_stack(
     names: dict[str, set[str]],
     tiers: set[str],
     missing: Severity,
+    uses: _Uses,
 ) -> None:
     cfg: StackConfig = res.config
     src = res.source
@@ -142,37 +153,18 @@ def _check_stack(
             ' a Compose project or swarm = "..." for a Swarm stack',
             "target",
         )
-    if server and server not in names["server"]:
-        rs.finding(
-            missing,
-            src,
-            ("config", "server"),
-            _missing("stack", res.name, "server", server),
-            "reference",
-        )
-    if cfg.swarm and cfg.swarm not in names["swarm"]:
-        rs.finding(
-            missing,
-            src,
-            ("config", "swarm"),
-            _missing("stack", res.name, "swarm", cfg.swarm),
-            "reference",
-        )
-    if cfg.linked_repo and cfg.linked_repo not in names["repo"]:
-        rs.finding(
-            missing,
-            src,
-            ("config", "linked_repo"),
-            _missing("stack", res.name, "repo", cfg.linked_repo),
-            "reference",
-        )
+    if not cfg.swarm.strip():  # Komodo: swarm overrides server
+        _reference(rs, res, ("config", "server"), "server", server, names, missing)
+    _reference(rs, res, ("config", "swarm"), "swarm", cfg.swarm, names, missing)
+    _reference(rs, res, ("config", "linked_repo"), "repo", cfg.linked_repo, names, missing)
     for i, dep in enumerate(res.after):
         if dep not in names["stack"]:
+            hint = did_you_mean(dep, names["stack"])
             rs.finding(
                 "error",
                 src,
                 ("after", i),
-                f'stack "{res.name}": after names "{dep}", which is no stack; fix the name'
+                f'stack "{res.name}": after names "{dep}", which is no stack{hint}; fix the name'
                 " or remove it",
                 "after",
             )
@@ -204,11 +196,11 @@ def _check_stack(
                 "tier",
             )
     _check_paths(rs, res, cfg)
-    _check_variables(
+    if cfg.skip_secret_interp:
+        return  # Komodo interpolates nothing into this stack
+    uses.collect(
         rs,
         res,
-        names["variable"],
-        missing,
         [
             ("environment", cfg.environment),
             *(("pre_deploy", c.command) for c in cfg.pre_deploy),
@@ -263,35 +255,146 @@ def _check_paths(rs: ResourceSet, res: Resource, cfg: StackConfig) -> None:
             bad(where, what, p, "is absolute")
         elif _escapes(posixpath.join(run_dir, p)):
             bad(where, what, p, f'leaves the repository (from run_directory "{run_dir}")')
-    for i, cmd in enumerate(cfg.pre_deploy):
+    for cmd in cfg.pre_deploy:
         if cmd.path and not posixpath.isabs(cmd.path) and _escapes(cmd.path):
-            bad(
-                ("pre_deploy", i, "path") if len(cfg.pre_deploy) > 1 else ("pre_deploy", "path"),
-                "pre_deploy.path",
-                cmd.path,
-                "leaves the repository",
+            bad(("pre_deploy", "path"), "pre_deploy.path", cmd.path, "leaves the repository")
+
+
+class _Use:
+    __slots__ = ("file", "line", "who", "field", "name")
+
+    def __init__(self, file: str, line: int, who: str, field: str, name: str) -> None:
+        self.file, self.line, self.who, self.field, self.name = file, line, who, field, name
+
+
+class _Uses:
+    """Every ``[[NAME]]`` used, at the line that uses it, reported once checked: a near miss
+    of a known name on its own line with "did you mean"; the others summarised once per file
+    (they are most often secrets the core holds in core.toml's ``[secrets]``)."""
+
+    def __init__(self) -> None:
+        self.uses: list[_Use] = []
+
+    def collect(self, rs: ResourceSet, res: Resource, texts: list[tuple[str, str]]) -> None:
+        lm = rs.linemaps.get(res.source.file)
+        for key, text in texts:
+            for name in references(text):
+                path = (*res.source.path, "config", key)
+                if lm is None:
+                    line = 1
+                else:
+                    exact = re.compile(r"\[\[\s*" + re.escape(name) + r"\s*\]\]")
+                    line = lm.find(path, exact, text.count("\n") + 2)
+                self.uses.append(_Use(res.source.file, line, f'{res.kind} "{res.name}"', key, name))
+
+    def report(self, rs: ResourceSet, known: set[str], missing: Severity, plan: bool) -> None:
+        unknown: dict[str, dict[str, list[int]]] = {}  # file -> name -> lines
+        for use in self.uses:
+            if use.name in known:
+                continue
+            near = closest(use.name, known)
+            if near is not None:
+                rs.findings.append(
+                    Finding(
+                        use.file,
+                        use.line,
+                        missing,
+                        f"{use.who}: {use.field} uses [[{use.name}]], which is not defined"
+                        f' (did you mean "{near}"?); fix the name',
+                        "variable",
+                    )
+                )
+                continue
+            unknown.setdefault(use.file, {}).setdefault(use.name, []).append(use.line)
+        for file, by_name in unknown.items():
+            first = min(min(lines) for lines in by_name.values())
+            listed = ", ".join(
+                f"[[{name}]] (line{'s' if len(set(lines)) > 1 else ''}"
+                f" {', '.join(str(n) for n in sorted(set(lines)))})"
+                for name, lines in sorted(by_name.items(), key=lambda kv: min(kv[1]))
+            )
+            where = (
+                "neither a [[variable]] nor a secret the core holds"
+                if plan
+                else "not defined in the files checked"
+            )
+            rs.findings.append(
+                Finding(
+                    file,
+                    first,
+                    missing,
+                    f"{len(by_name)} variable{'s' if len(by_name) > 1 else ''} used here"
+                    f" {'are' if len(by_name) > 1 else 'is'} {where}: {listed}; put secrets in"
+                    " core.toml's [secrets] (the core interpolates them at deploy) and the rest"
+                    " in [[variable]] entries",
+                    "variable",
+                )
             )
 
 
-def _check_variables(
-    rs: ResourceSet,
-    res: Resource,
-    known: set[str],
-    missing: Severity,
-    texts: list[tuple[str, str]],
-) -> None:
-    for key, text in texts:
-        for name in references(text):
-            if name not in known:
-                rs.finding(
-                    missing,
-                    res.source,
-                    ("config", key),
-                    f'{res.kind} "{res.name}": {key} uses [[{name}]], which is neither a'
-                    " [[variable]] here nor a secret known to the core; define it or fix"
-                    " the name",
-                    "variable",
-                )
+def _check_procedure(rs: ResourceSet, res: Resource) -> None:
+    """A [[procedure]] is read and not run (:data:`support.INERT` "procedure"); say what it
+    would have run, and which of its stacks nothing else deploys."""
+    entry = support.BY_KEY.get("procedure")
+    if entry is None:
+        return  # procedures are run: nothing to say
+    cfg: ProcedureConfig = res.config
+    runs: list[str] = []
+    stacks: list[str] = []
+    all_stacks = [r.name for r in rs.stacks()]
+    for stage in cfg.stages:
+        if not stage.enabled:
+            continue
+        for ex in stage.executions:
+            if not ex.enabled:
+                continue
+            target = ex.execution.target()
+            runs.append(f"{ex.execution.type} {target}".strip())
+            if ex.execution.type in _STACK_EXECUTIONS and target:
+                stacks.append(target)
+            elif ex.execution.type in _BATCH_STACK_EXECUTIONS and target:
+                stacks.extend(matching(target, all_stacks))
+    message = f'procedure "{res.name}": {entry.instead}'
+    if runs:
+        message += f"; it would run {', '.join(runs)}"
+    idle = [
+        s
+        for s in dict.fromkeys(stacks)
+        if (st := rs.resources.get(("stack", s))) is not None and not st.deploy
+    ]
+    if idle:
+        message += (
+            f"; {', '.join(idle)} {'have' if len(idle) > 1 else 'has'} deploy = false, so"
+            " stackward never deploys"
+            f" {'them' if len(idle) > 1 else 'it'}"
+        )
+        for s in idle:
+            rs.inert.setdefault(("stack", s), []).append(entry.key)
+    rs.inert.setdefault(res.key, []).append(entry.key)
+    rs.findings.append(
+        Finding(res.source.file, rs.line(res.source), "warning", message, "inert", entry.key)
+    )
+
+
+_STACK_EXECUTIONS = frozenset({"DeployStack", "DeployStackIfChanged"})
+_BATCH_STACK_EXECUTIONS = frozenset({"BatchDeployStack", "BatchDeployStackIfChanged"})
+
+
+def matching(pattern: str, names: list[str]) -> list[str]:
+    """The names a Komodo batch ``pattern`` selects: a list (lines or commas) of wildcards, or
+    of regular expressions written between backslashes (Komodo's
+    ``list_full_for_user_using_pattern`` in ``bin/core/src/resource/mod.rs``)."""
+    chosen: set[str] = set()
+    for p in parse_string_list(pattern):
+        if len(p) > 1 and p.startswith("\\") and p.endswith("\\"):
+            try:
+                rx = re.compile(p[1:-1])
+            except re.error:
+                continue
+            chosen.update(n for n in names if rx.search(n))
+        else:
+            chosen.update(n for n in names if fnmatch.fnmatchcase(n, p))
+    return [n for n in names if n in chosen]
 
 
 def _check_cycles(rs: ResourceSet) -> None:

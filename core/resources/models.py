@@ -27,6 +27,7 @@ class Finding(msgspec.Struct, frozen=True, order=True):
     severity: Severity
     message: str
     code: str = "invalid"
+    key: str = ""  # for code "inert": the field's key in core.resources.support
 
     def format(self) -> str:
         return f"{self.file}:{self.line}: {self.severity}: {self.message}"
@@ -46,8 +47,12 @@ class SourceRef(msgspec.Struct, frozen=True):
 
 
 class SystemCommand(msgspec.Struct, omit_defaults=False):
+    """Komodo's ``SystemCommand``: ``command`` (one or more lines) run in ``path``; with
+    ``shell_mode`` the lines go to the shell as one script."""
+
     path: str = ""
     command: str = ""
+    shell_mode: bool = False
 
 
 class EnvFile(msgspec.Struct):
@@ -56,9 +61,26 @@ class EnvFile(msgspec.Struct):
 
 
 class ConfigFile(msgspec.Struct):
+    """Komodo's ``StackFileDependency``; ``requires`` defaults to ``None`` as there."""
+
     path: str
     services: list[str] = msgspec.field(default_factory=list)
-    requires: str = "Restart"
+    requires: Literal["None", "Restart", "Redeploy"] = "None"
+
+
+class MaintenanceWindow(msgspec.Struct):
+    """Komodo's ``MaintenanceWindow`` (alerts are held during it)."""
+
+    name: str = ""
+    description: str = ""
+    schedule_type: str = "Daily"
+    day_of_week: str = ""
+    date: str = ""
+    hour: int = 0
+    minute: int = 0
+    duration_minutes: int = 0
+    timezone: str = ""
+    enabled: bool = True
 
 
 class Health(msgspec.Struct):
@@ -102,6 +124,7 @@ class StackConfig(msgspec.Struct):
     send_alerts: bool = True
     registry_provider: str = ""
     registry_account: str = ""
+    # Komodo's one SystemCommand each, held as a list of zero (no command) or one.
     pre_deploy: list[SystemCommand] = msgspec.field(default_factory=list)
     post_deploy: list[SystemCommand] = msgspec.field(default_factory=list)
     extra_args: list[str] = msgspec.field(default_factory=list)
@@ -141,7 +164,7 @@ class ServerConfig(msgspec.Struct):
     mem_critical: float = 95.0
     disk_warning: float = 75.0
     disk_critical: float = 95.0
-    maintenance_windows: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    maintenance_windows: list[MaintenanceWindow] = msgspec.field(default_factory=list)
     public_key: str = ""
 
 
@@ -149,7 +172,7 @@ class SwarmConfig(msgspec.Struct):
     servers: list[str] = msgspec.field(default_factory=list)
     links: list[str] = msgspec.field(default_factory=list)
     send_unhealthy_alerts: bool = True
-    maintenance_windows: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    maintenance_windows: list[MaintenanceWindow] = msgspec.field(default_factory=list)
 
 
 class RepoConfig(msgspec.Struct):
@@ -195,9 +218,34 @@ class ResourceSyncConfig(msgspec.Struct):
     file_contents: str = ""
 
 
+_TARGET_PARAMS = (
+    "stack",
+    "deployment",
+    "build",
+    "repo",
+    "procedure",
+    "action",
+    "sync",
+    "server",
+    "swarm",
+    "pattern",
+)
+
+
 class Execution(msgspec.Struct):
+    """Komodo's ``Execution``: ``{type, params}`` (the params depend on the type; typed when
+    procedures are run, until then kept as written)."""
+
     type: str = "None"
     params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def target(self) -> str:
+        """What the execution acts on (its ``stack``, ``repo``... or ``pattern``), or ""."""
+        for key in _TARGET_PARAMS:
+            value = self.params.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return ""
 
 
 class StageExecution(msgspec.Struct):
@@ -276,6 +324,10 @@ class ResourceSet:
     findings: list[Finding] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     linemaps: dict[str, LineMap] = field(default_factory=dict)
+    # (kind, name) -> keys of core.resources.support that apply to the entry, in file order
+    inert: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # (kind, name) of entries with an error of their own
+    faulty: set[tuple[str, str]] = field(default_factory=set)
 
     def line(self, source: SourceRef, *subpath: str | int) -> int:
         lm = self.linemaps.get(source.file)
@@ -291,6 +343,10 @@ class ResourceSet:
     ) -> Finding:
         f = Finding(source.file, self.line(source, *subpath), severity, message, code)
         self.findings.append(f)
+        if severity == "error":
+            owner = next((r.key for r in self.resources.values() if r.source == source), None)
+            if owner is not None:
+                self.faulty.add(owner)
         return f
 
     def of_kind(self, kind: str) -> list[Resource]:
