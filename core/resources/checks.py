@@ -70,15 +70,16 @@ def _check(rs: ResourceSet, known: Known | None) -> ResourceSet:
         names["variable"] |= set(known.variables)
     tiers = set(rs.tiers)
     uses = _Uses()
+    refs = _Refs(names, missing)
     for res in rs.resources.values():
         if res.kind == "stack":
-            _check_stack(rs, res, names, tiers, missing, uses)
+            _check_stack(rs, res, names, tiers, missing, uses, refs)
         elif res.kind == "swarm":
             for i, server in enumerate(res.config.servers):
-                _reference(rs, res, ("config", "servers", i), "server", server, names, missing)
+                refs.check(rs, res, ("config", "servers", i), "server", server)
         elif res.kind == "repo":
             rcfg: RepoConfig = res.config
-            _reference(rs, res, ("config", "server"), "server", rcfg.server, names, missing)
+            refs.check(rs, res, ("config", "server"), "server", rcfg.server)
             uses.collect(
                 rs,
                 res,
@@ -90,36 +91,72 @@ def _check(rs: ResourceSet, known: Known | None) -> ResourceSet:
             )
         elif res.kind == "resource_sync":
             linked = res.config.linked_repo
-            _reference(rs, res, ("config", "linked_repo"), "repo", linked, names, missing)
+            refs.check(rs, res, ("config", "linked_repo"), "repo", linked)
         elif res.kind == "procedure":
             _check_procedure(rs, res)
+    refs.report(rs)
     uses.report(rs, names["variable"], missing, known is not None)
     _check_cycles(rs)
     return rs
 
 
-def _reference(
-    rs: ResourceSet,
-    res: Resource,
-    where: tuple[str | int, ...],
-    ref_kind: str,
-    ref: str,
-    names: dict[str, set[str]],
-    missing: Severity,
-) -> None:
-    """A finding when ``ref`` names no ``ref_kind`` known here, with the closest name."""
-    ref = ref.strip()
-    if not ref or ref in names[ref_kind]:
-        return
-    hint = did_you_mean(ref, names[ref_kind])
-    fix = "fix the name" if hint else f'add a [[{ref_kind}]] named "{ref}" or fix the name'
-    rs.finding(
-        missing,
-        res.source,
-        where,
-        f'{res.kind} "{res.name}": {ref_kind} "{ref}" is not defined here{hint}; {fix}',
-        "reference",
-    )
+class _Refs:
+    """References to servers, swarms and repos not defined here: a near miss of a defined name
+    at once, with "did you mean"; the others once per file and name, at the first use, with the
+    lines of the others (a file of 28 stacks on one server the core knows gives one line)."""
+
+    def __init__(self, names: dict[str, set[str]], missing: Severity) -> None:
+        self.names = names
+        self.missing = missing
+        self.unknown: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
+
+    def check(
+        self,
+        rs: ResourceSet,
+        res: Resource,
+        where: tuple[str | int, ...],
+        ref_kind: str,
+        ref: str,
+    ) -> None:
+        ref = ref.strip()
+        if not ref or ref in self.names[ref_kind]:
+            return
+        who = f'{res.kind} "{res.name}"'
+        hint = did_you_mean(ref, self.names[ref_kind])
+        if hint:
+            rs.finding(
+                self.missing,
+                res.source,
+                where,
+                f'{who}: {ref_kind} "{ref}" is not defined here{hint}; fix the name',
+                "reference",
+            )
+            return
+        line = rs.line(res.source, *where)
+        self.unknown.setdefault((res.source.file, ref_kind, ref), []).append((line, who))
+        if self.missing == "error":
+            rs.faulty.add(res.key)
+
+    def report(self, rs: ResourceSet) -> None:
+        for (file, ref_kind, ref), uses in self.unknown.items():
+            uses.sort()
+            line, who = uses[0]
+            others = ""
+            if len(uses) > 1:
+                others = (
+                    f" (and {len(uses) - 1} more: line{'s' if len(uses) > 2 else ''}"
+                    f" {', '.join(str(n) for n, _ in uses[1:])})"
+                )
+            rs.findings.append(
+                Finding(
+                    file,
+                    line,
+                    self.missing,
+                    f'{who}{others}: {ref_kind} "{ref}" is not defined here; add a'
+                    f' [[{ref_kind}]] named "{ref}" or fix the name',
+                    "reference",
+                )
+            )
 
 
 def _check_stack(
@@ -129,6 +166,7 @@ def _check_stack(
     tiers: set[str],
     missing: Severity,
     uses: _Uses,
+    refs: _Refs,
 ) -> None:
     cfg: StackConfig = res.config
     src = res.source
@@ -154,9 +192,9 @@ def _check_stack(
             "target",
         )
     if not cfg.swarm.strip():  # Komodo: swarm overrides server
-        _reference(rs, res, ("config", "server"), "server", server, names, missing)
-    _reference(rs, res, ("config", "swarm"), "swarm", cfg.swarm, names, missing)
-    _reference(rs, res, ("config", "linked_repo"), "repo", cfg.linked_repo, names, missing)
+        refs.check(rs, res, ("config", "server"), "server", server)
+    refs.check(rs, res, ("config", "swarm"), "swarm", cfg.swarm)
+    refs.check(rs, res, ("config", "linked_repo"), "repo", cfg.linked_repo)
     for i, dep in enumerate(res.after):
         if dep not in names["stack"]:
             hint = did_you_mean(dep, names["stack"])

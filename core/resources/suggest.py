@@ -9,7 +9,10 @@ difflib's best above 0.7.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+
+_DIGITS = re.compile(r"\d+")
 
 
 def edit_distance(a: str, b: str, limit: int = 3) -> int:
@@ -34,7 +37,9 @@ def edit_distance(a: str, b: str, limit: int = 3) -> int:
 
 def closest(word: str, known: Iterable[str]) -> str | None:
     """The known name ``word`` most likely stands for, or None."""
-    names = sorted({k for k in known if k != word})
+    digitless = _DIGITS.sub("", word)
+    # names that differ only in digits (DISK_1, DISK_2) are siblings, not misspellings
+    names = sorted({k for k in known if k != word and _DIGITS.sub("", k) != digitless})
     if not names or not word:
         return None
     folded = [k for k in names if k.casefold() == word.casefold()]
@@ -42,7 +47,7 @@ def closest(word: str, known: Iterable[str]) -> str | None:
         return folded[0]
     allowed = 2 if len(word) >= 8 else 1
     best = min(names, key=lambda k: (edit_distance(word, k), k))
-    if edit_distance(word, best) <= allowed and len(best) > allowed:
+    if edit_distance(word, best) <= allowed and len(word) > 2 * allowed:
         return best
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.7)
     return close[0] if close else None

@@ -38,6 +38,9 @@ FALSE: Final = "false"
 ANY: Final = "any"
 
 _LATER = "not in stackward yet (planned)"
+# Environment lines (not # comments) whose meaning stackward's quoting changes today: a $ or a
+# backslash, an end-of-line comment, a YAML "- " item, a quoted line, a // comment, KEY: value.
+_ENV_DIFFERS = r"(?m)^[ \t]*(?:[-\"'/]|[^#\s][^\n]*(?:[$\\]| #)|[^#=\s][^=\n]*:)"
 
 
 class Inert(msgspec.Struct, frozen=True):
@@ -66,7 +69,7 @@ class Inert(msgspec.Struct, frozen=True):
 INERT: Final[tuple[Inert, ...]] = (
     Inert("stack.post_deploy", SET, "never runs: nothing is run after the deploy"),
     Inert("stack.pre_deploy", SET, "runs in the repository's root joined with its path, not in run_directory joined with it", only="pre_deploy_below_run_directory"),  # noqa: E501
-    Inert("stack.environment", SET, "values are quoted and unquoted before compose sees them: ${VAR}, $$, \\n, quotes and ' #' comments are not what Komodo writes", pattern=r"[$\\'\"]| #"),  # noqa: E501
+    Inert("stack.environment", SET, "values are unquoted and requoted before compose reads them: ${VAR}, $$, backslashes, ' #' comments, KEY: value, - KEY=value, \"KEY=value\" and // lines are not what Komodo writes", pattern=_ENV_DIFFERS),  # noqa: E501
     Inert("stack.pre_deploy.shell_mode", TRUE, "is ignored: the command runs as one sh -c script"),
     Inert("stack.extra_args", SET, "is not passed: the deploy command runs without them"),
     Inert("stack.env_file_path", SET, "is ignored: the environment is written to .env"),
