@@ -26,8 +26,10 @@ from core.resources.models import (
     RepoConfig,
     Resource,
     ResourceSet,
+    ResourceSyncConfig,
     Severity,
     StackConfig,
+    SwarmConfig,
 )
 from core.resources.suggest import closest, did_you_mean
 from core.resources.variables import references
@@ -75,10 +77,10 @@ def _check(rs: ResourceSet, known: Known | None) -> ResourceSet:
         if res.kind == "stack":
             _check_stack(rs, res, names, tiers, missing, uses, refs)
         elif res.kind == "swarm":
-            for i, server in enumerate(res.config.servers):
+            for i, server in enumerate(res.typed_config(SwarmConfig).servers):
                 refs.check(rs, res, ("config", "servers", i), "server", server)
         elif res.kind == "repo":
-            rcfg: RepoConfig = res.config
+            rcfg = res.typed_config(RepoConfig)
             refs.check(rs, res, ("config", "server"), "server", rcfg.server)
             uses.collect(
                 rs,
@@ -90,7 +92,7 @@ def _check(rs: ResourceSet, known: Known | None) -> ResourceSet:
                 ],
             )
         elif res.kind == "resource_sync":
-            linked = res.config.linked_repo
+            linked = res.typed_config(ResourceSyncConfig).linked_repo
             refs.check(rs, res, ("config", "linked_repo"), "repo", linked)
         elif res.kind == "procedure":
             _check_procedure(rs, res)
@@ -168,7 +170,7 @@ def _check_stack(
     uses: _Uses,
     refs: _Refs,
 ) -> None:
-    cfg: StackConfig = res.config
+    cfg = res.typed_config(StackConfig)
     src = res.source
     project = cfg.project_name or res.name
     if not DOCKER_NAME.match(project):
@@ -376,7 +378,7 @@ def _check_procedure(rs: ResourceSet, res: Resource) -> None:
     entry = support.BY_KEY.get("procedure")
     if entry is None:
         return  # procedures are run: nothing to say
-    cfg: ProcedureConfig = res.config
+    cfg = res.typed_config(ProcedureConfig)
     runs: list[str] = []
     stacks: list[str] = []
     all_stacks = [r.name for r in rs.stacks()]

@@ -9,11 +9,13 @@ loader checks types itself (to report every fault with its line), then builds th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from core.exceptions import ResourceError
 from core.resources.linemap import LineMap
 
 Severity = Literal["error", "warning"]
@@ -297,10 +299,13 @@ CONFIG_TYPES: dict[str, type[Any]] = {
 }
 
 
+C = TypeVar("C", bound=msgspec.Struct)
+
+
 class Resource(msgspec.Struct):
     kind: str
     name: str
-    config: Any
+    config: Any  # the Struct of CONFIG_TYPES[kind]; typed access: typed_config()
     source: SourceRef
     description: str = ""
     tags: list[str] = msgspec.field(default_factory=list)
@@ -312,6 +317,46 @@ class Resource(msgspec.Struct):
     @property
     def key(self) -> tuple[str, str]:
         return (self.kind, self.name)
+
+    def typed_config(self, cls: type[C]) -> C:
+        """The config as ``cls`` (checked): ``res.typed_config(StackConfig).run_directory``."""
+        if not isinstance(self.config, cls):
+            raise TypeError(f"{self.kind} {self.name!r}: its config is no {cls.__name__}")
+        return self.config
+
+
+def config_from_canonical(kind: str, config: Mapping[str, Any]) -> Any:
+    """A stored canonical config (``canonical(res)["config"]``, plain data) as the typed Struct
+    the loader builds (:data:`CONFIG_TYPES`). Fields the stored form lacks (stored before they
+    existed) take their defaults, so a stored config and a newly loaded one compare equal field
+    by field. Raises :class:`ResourceError` when the data does not fit the kind."""
+    cls = CONFIG_TYPES.get(kind)
+    if cls is None:
+        raise ResourceError(f"no resource kind {kind!r}")
+    try:
+        return msgspec.convert(config, cls)
+    except msgspec.ValidationError as exc:
+        raise ResourceError(f"stored {kind} config does not fit: {exc}") from exc
+
+
+def resource_from_canonical(
+    kind: str, name: str, data: Mapping[str, Any], source: SourceRef | None = None
+) -> Resource:
+    """A stored canonical resource (``canonical(res)``: description, tags, deploy, after, tier,
+    on_drift, config) back as the :class:`Resource` the loader builds, its config typed. A
+    secret variable comes back with its masked value (the store never holds the secret)."""
+    return Resource(
+        kind=kind,
+        name=name,
+        config=config_from_canonical(kind, data.get("config") or {}),
+        source=source or SourceRef("state", ()),
+        description=str(data.get("description") or ""),
+        tags=list(data.get("tags") or []),
+        deploy=bool(data.get("deploy", False)),
+        after=list(data.get("after") or []),
+        tier=str(data.get("tier") or ""),
+        on_drift=str(data.get("on_drift") or ""),
+    )
 
 
 @dataclass
@@ -348,6 +393,11 @@ class ResourceSet:
             if owner is not None:
                 self.faulty.add(owner)
         return f
+
+    def config(self, kind: str, name: str, cls: type[C]) -> C | None:
+        """The typed config of ``(kind, name)``, or None: ``rs.config("repo", n, RepoConfig)``."""
+        res = self.resources.get((kind, name))
+        return None if res is None else res.typed_config(cls)
 
     def of_kind(self, kind: str) -> list[Resource]:
         return [r for r in self.resources.values() if r.kind == kind]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from core.resources import support
-from core.resources.models import Resource, ResourceSet, StackConfig
+from core.resources.models import Resource, ResourceSet, StackConfig, SwarmConfig
 
 
 class StackDifference(msgspec.Struct, frozen=True):
@@ -43,12 +43,12 @@ def _deploying(keys: list[str]) -> list[str]:
 
 def reasons_of(rs: ResourceSet, stack: Resource) -> list[str]:
     """Why ``stack`` deploys otherwise than with Komodo (empty: it does not)."""
-    cfg: StackConfig = stack.config
+    cfg = stack.typed_config(StackConfig)
     reasons = [k.split(".", 1)[-1] for k in _deploying(rs.inert.get(stack.key, []))]
     servers = [cfg.server] if cfg.server and not cfg.swarm else []
-    swarm = rs.resources.get(("swarm", cfg.swarm)) if cfg.swarm else None
+    swarm = rs.config("swarm", cfg.swarm, SwarmConfig) if cfg.swarm else None
     if swarm is not None:
-        servers = list(swarm.config.servers)
+        servers = list(swarm.servers)
     for server in servers:
         reasons += _deploying(rs.inert.get(("server", server), []))
     if cfg.linked_repo:
