@@ -301,14 +301,24 @@ def _check_paths(rs: ResourceSet, res: Resource, cfg: StackConfig) -> None:
 
 
 class _Use:
-    __slots__ = ("file", "line", "who", "field", "name")
+    __slots__ = ("res", "field", "text", "name")
 
-    def __init__(self, file: str, line: int, who: str, field: str, name: str) -> None:
-        self.file, self.line, self.who, self.field, self.name = file, line, who, field, name
+    def __init__(self, res: Resource, field: str, text: str, name: str) -> None:
+        self.res, self.field, self.text, self.name = res, field, text, name
+
+    def line(self, rs: ResourceSet) -> int:
+        """The line that uses the name (found only for what is reported: the line map is built
+        on first use)."""
+        lm = rs.linemaps.get(self.res.source.file)
+        path = (*self.res.source.path, "config", self.field)
+        if lm is None:
+            return 1
+        exact = re.compile(r"\[\[\s*" + re.escape(self.name) + r"\s*\]\]")
+        return lm.find(path, exact, self.text.count("\n") + 2)
 
 
 class _Uses:
-    """Every ``[[NAME]]`` used, at the line that uses it, reported once checked: a near miss
+    """Every ``[[NAME]]`` used, reported once checked at the line that uses it: a near miss
     of a known name on its own line with "did you mean"; the others summarised once per file
     (they are most often secrets the core holds in core.toml's ``[secrets]``)."""
 
@@ -316,36 +326,30 @@ class _Uses:
         self.uses: list[_Use] = []
 
     def collect(self, rs: ResourceSet, res: Resource, texts: list[tuple[str, str]]) -> None:
-        lm = rs.linemaps.get(res.source.file)
         for key, text in texts:
             for name in references(text):
-                path = (*res.source.path, "config", key)
-                if lm is None:
-                    line = 1
-                else:
-                    exact = re.compile(r"\[\[\s*" + re.escape(name) + r"\s*\]\]")
-                    line = lm.find(path, exact, text.count("\n") + 2)
-                self.uses.append(_Use(res.source.file, line, f'{res.kind} "{res.name}"', key, name))
+                self.uses.append(_Use(res, key, text, name))
 
     def report(self, rs: ResourceSet, known: set[str], missing: Severity, plan: bool) -> None:
         unknown: dict[str, dict[str, list[int]]] = {}  # file -> name -> lines
         for use in self.uses:
             if use.name in known:
                 continue
+            file = use.res.source.file
             near = closest(use.name, known)
             if near is not None:
                 rs.findings.append(
                     Finding(
-                        use.file,
-                        use.line,
+                        file,
+                        use.line(rs),
                         missing,
-                        f"{use.who}: {use.field} uses [[{use.name}]], which is not defined"
-                        f' (did you mean "{near}"?); fix the name',
+                        f'{use.res.kind} "{use.res.name}": {use.field} uses [[{use.name}]],'
+                        f' which is not defined (did you mean "{near}"?); fix the name',
                         "variable",
                     )
                 )
                 continue
-            unknown.setdefault(use.file, {}).setdefault(use.name, []).append(use.line)
+            unknown.setdefault(file, {}).setdefault(use.name, []).append(use.line(rs))
         for file, by_name in unknown.items():
             first = min(min(lines) for lines in by_name.values())
             listed = ", ".join(

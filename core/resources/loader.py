@@ -305,8 +305,6 @@ class _Loader:
             ok, norm = self.check(value, code, path)
             if ok:
                 fields[key] = norm
-        if fields.get("template") is True:
-            self.inert((*base, "template"), support.BY_KEY["entry.template"])
         raw_config = entry.get("config", {})
         if kind == "variable":
             config_dict: dict[str, Any] = {
@@ -415,13 +413,12 @@ class _Loader:
     ) -> None:
         """A warning for each field written that asks for what stackward does not do
         (:mod:`.support`)."""
-        defaults = CONFIG_TYPES[kind]()
         for entry in support.by_kind(kind):
             field = entry.path[0]
             if field not in out:
                 continue
             value = out[field]
-            default = msgspec.to_builtins(getattr(defaults, field, None))
+            default = _defaults(kind).get(field)
             path: KeyPath = (*base, "config", spelled[field])
             for sub in entry.path[1:]:
                 inner = value[0] if isinstance(value, list) and value else value
@@ -668,6 +665,17 @@ class _Loader:
             st["executions"] = execs
             stages.append(st)
         return True, stages
+
+
+_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def _defaults(kind: str) -> dict[str, Any]:
+    """The default config of ``kind`` as plain data (what an unwritten field holds)."""
+    found = _DEFAULTS.get(kind)
+    if found is None:
+        found = _DEFAULTS[kind] = msgspec.to_builtins(CONFIG_TYPES[kind]())
+    return found
 
 
 def parse_string_list(source: str) -> list[str]:

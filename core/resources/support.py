@@ -15,6 +15,10 @@ one entry per line (merges stay trivial). ``when``:
   which is what stackward does anyway);
 - ``ANY``: any value written at all (settings of features stackward does not have).
 
+Fields that only decorate Komodo's UI (``description``, ``links``, ``region``,
+``external_address``, ``template``) change nothing that Komodo or stackward does: they are kept
+and not listed.
+
 ``only`` names a condition on the whole config (:data:`ONLY`) and ``pattern`` a regular
 expression a string value must contain: both narrow an entry to the configs where the
 difference shows.
@@ -90,15 +94,11 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("stack.auto_update_all_services", TRUE, f"is ignored: image updates are {_LATER}", deploy=False),  # noqa: E501
     Inert("stack.auto_update_skip_services", SET, f"is ignored: image updates are {_LATER}", deploy=False),  # noqa: E501
     Inert("stack.send_alerts", TRUE, f"is ignored: no alerts are sent (state changes are in stackward events); alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("stack.links", ANY, "is kept but shown nowhere (stackward has no UI)", deploy=False),
     Inert("server.auto_prune", TRUE, "is ignored: nothing is pruned on the server", deploy=False),
     Inert("server.enabled", FALSE, "is ignored: a disabled server is still connected to and deployed on"),  # noqa: E501
     Inert("server.passkey", ANY, "is ignored: agents authenticate with stackward's keys (stackward keys)", deploy=False),  # noqa: E501
     Inert("server.insecure_tls", ANY, "is ignored: the agent channel is sealed with stackward's keys, not TLS", deploy=False),  # noqa: E501
     Inert("server.auto_rotate_keys", ANY, "is ignored: keys are rotated with stackward keys", deploy=False),  # noqa: E501
-    Inert("server.external_address", ANY, "is kept but shown nowhere (stackward has no UI)", deploy=False),  # noqa: E501
-    Inert("server.region", ANY, "is kept but shown nowhere (stackward has no UI)", deploy=False),
-    Inert("server.links", ANY, "is kept but shown nowhere (stackward has no UI)", deploy=False),
     Inert("server.ignore_mounts", ANY, "is ignored: stackward collects no server stats", deploy=False),  # noqa: E501
     Inert("server.stats_monitoring", TRUE, "is ignored: stackward collects no server stats", deploy=False),  # noqa: E501
     Inert("server.send_unreachable_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
@@ -115,7 +115,6 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("server.maintenance_windows", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
     Inert("swarm.send_unhealthy_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
     Inert("swarm.maintenance_windows", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("swarm.links", ANY, "is kept but shown nowhere (stackward has no UI)", deploy=False),
     Inert("repo.git_account", SET, "is ignored: the repository is cloned without credentials (a private one fails to clone)"),  # noqa: E501
     Inert("repo.builder", SET, "is ignored: stackward builds nothing", deploy=False),
     Inert("repo.on_clone", SET, "never runs: nothing is run after the clone", deploy=False),
@@ -123,13 +122,11 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("repo.environment", SET, "is ignored: no env file is written into the clone", deploy=False),  # noqa: E501
     Inert("repo.env_file_path", SET, "is ignored: no env file is written into the clone", deploy=False),  # noqa: E501
     Inert("repo.skip_secret_interp", TRUE, "is ignored: on_clone and on_pull do not run anyway", deploy=False),  # noqa: E501
-    Inert("repo.links", ANY, "is kept but shown nowhere (stackward has no UI)", deploy=False),
     Inert("resource_sync.git_account", SET, "is ignored: the repository is fetched without credentials (a private one fails)", deploy=False),  # noqa: E501
     Inert("resource_sync.file_contents", SET, "is ignored: a sync reads only the files in resource_path", deploy=False),  # noqa: E501
     Inert("resource_sync.include_user_groups", TRUE, "is ignored: stackward has no user groups", deploy=False),  # noqa: E501
     Inert("resource_sync.pending_alert", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
     Inert("procedure", ANY, f"procedures are {_LATER}: nothing it names is run (set deploy = true on the stacks to deploy them)"),  # noqa: E501
-    Inert("entry.template", TRUE, "is ignored: a template is an ordinary resource here", deploy=False),  # noqa: E501
 )
 # fmt: on
 
@@ -160,9 +157,17 @@ ONLY: Final[dict[str, Callable[[Any], bool]]] = {
 }
 
 
-def by_kind(kind: str) -> list[Inert]:
-    """The entries about fields of ``kind``'s config (not the whole kind)."""
-    return [i for i in INERT if i.kind == kind and i.path]
+_BY_KIND: dict[tuple[int, str], tuple[Inert, ...]] = {}
+
+
+def by_kind(kind: str) -> tuple[Inert, ...]:
+    """The entries about fields of ``kind``'s config (not the whole kind); computed once per
+    table (a test may swap the table)."""
+    key = (id(INERT), kind)
+    found = _BY_KIND.get(key)
+    if found is None:
+        found = _BY_KIND[key] = tuple(i for i in INERT if i.kind == kind and i.path)
+    return found
 
 
 def applies(entry: Inert, value: object, default: object, config: object) -> bool:

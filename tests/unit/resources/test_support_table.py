@@ -26,9 +26,6 @@ def test_every_key_names_a_real_field_and_is_unique() -> None:
     for e in support.INERT:
         if e.key == "procedure":
             continue
-        if e.kind == "entry":
-            assert e.path[0] in S.ENTRY_KEYS["stack"], e.key
-            continue
         fields = CONFIG_TYPES[e.kind].__struct_fields__
         assert e.path[0] in fields, e.key
         assert e.path[0] in S.CONFIG_KEYS[e.kind], e.key
@@ -110,7 +107,7 @@ def _file(e: support.Inert, line: str) -> str:
     return f'[[{e.kind}]]\nname = "it"\n[{e.kind}.config]\n{base}{line}\n'
 
 
-FIELD_ENTRIES = [e for e in support.INERT if e.path and e.kind != "entry"]
+FIELD_ENTRIES = [e for e in support.INERT if e.path]
 
 
 @pytest.mark.parametrize("entry", FIELD_ENTRIES, ids=lambda e: e.key)
@@ -144,7 +141,7 @@ def test_a_value_that_asks_for_what_stackward_does_is_no_warning(entry: support.
     assert not [f for f in rs.findings if f.key == entry.key], [f.format() for f in rs.findings]
 
 
-def test_a_template_and_a_procedure_are_inert_too() -> None:
+def test_a_procedure_is_inert_and_ui_decoration_is_not() -> None:
     text = """[[stack]]
 name = "web"
 template = true
@@ -152,13 +149,14 @@ deploy = true
 [stack.config]
 server = "h"
 repo = "o/r"
+links = ["https://example.com"]
 
 [[procedure]]
 name = "nightly"
 """
     rs = check(load_text(text, "F"))
     keys = {(f.line, f.key) for f in rs.findings if f.code == "inert"}
-    assert keys == {(3, "entry.template"), (9, "procedure")}
+    assert keys == {(10, "procedure")}
 
 
 def test_warnings_come_from_the_table_only(monkeypatch: pytest.MonkeyPatch) -> None:
