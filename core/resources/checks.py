@@ -295,9 +295,12 @@ def _check_paths(rs: ResourceSet, res: Resource, cfg: StackConfig) -> None:
             bad(where, what, p, "is absolute")
         elif _escapes(posixpath.join(run_dir, p)):
             bad(where, what, p, f'leaves the repository (from run_directory "{run_dir}")')
+    # Komodo runs pre_deploy in run_directory joined with its path (an absolute path as is).
     for cmd in cfg.pre_deploy:
-        if cmd.path and not posixpath.isabs(cmd.path) and _escapes(cmd.path):
-            bad(("pre_deploy", "path"), "pre_deploy.path", cmd.path, "leaves the repository")
+        if cmd.path and not posixpath.isabs(cmd.path):
+            if _escapes(posixpath.join(run_dir, cmd.path)):
+                why = f'leaves the repository (from run_directory "{run_dir}")'
+                bad(("pre_deploy", "path"), "pre_deploy.path", cmd.path, why)
 
 
 class _Use:
