@@ -228,7 +228,8 @@ def _self_test(lib: _Lib) -> bool:
     from_other = _cryptography_reference(key, nonce, plain)
     if from_other is not None and bytes(sealed) != from_other:
         return False
-    if opener.open(nonce, sealed) != plain:
+    opened = opener.open(nonce, sealed)
+    if opened is None or bytes(opened) != plain:
         return False
     tampered = bytearray(sealed)
     tampered[0] ^= 1

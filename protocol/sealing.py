@@ -70,12 +70,12 @@ class Sealer:
 class Opener:
     """Opens the peer's messages, each at exactly its position, or raises ``SealBroken``."""
 
-    __slots__ = ("_aead", "opened", "what")
+    __slots__ = ("_aead", "opened", "source")
 
-    def __init__(self, key: bytes, what: str = "message") -> None:
+    def __init__(self, key: bytes, source: str = "the peer") -> None:
         self._aead = backend().aead(key, encrypt=False)
         self.opened = 0  # messages opened so far: the position due next
-        self.what = what
+        self.source = source  # for reasons: "message 3 from the core"
 
     def open(self, data: Buffer) -> bytearray:
         counter = self.opened
@@ -86,7 +86,7 @@ class Opener:
         return plain
 
     def _diagnose(self, data: Buffer, due: int) -> str:
-        head = f"{self.what} {due} does not open"
+        head = f"message {due} from {self.source} does not open"
         if len(data) < TAG_BYTES:
             return f"{head}: {len(data)} bytes, shorter than a seal"
         if len(data) <= _DIAGNOSE_MAX_BYTES:
@@ -94,9 +94,9 @@ class Opener:
             for position in range(low, due + _DIAGNOSE_WINDOW + 1):
                 if position != due and self._aead.open(_nonce(position), data) is not None:
                     if position < due:
-                        return f"{head}: it is a replay of {self.what} {position}"
+                        return f"{head}: it is a replay of message {position}"
                     return (
-                        f"{head}: {self.what} {position} arrived instead"
-                        f" ({position - due} dropped or reordered)"
+                        f"{head}: it is message {position}"
+                        f" ({position - due} dropped or reordered before it)"
                     )
         return f"{head}: forged, modified or injected (authentication failed)"
