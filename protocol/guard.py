@@ -27,7 +27,11 @@ from protocol.admission import Admission, AdmissionLimits
 
 log = logging.getLogger(__name__)
 
-GUARD_KEY = "stackward.connection_guard"
+GUARD_KEY: Any = (
+    web.RequestKey("stackward.connection_guard", object)
+    if hasattr(web, "RequestKey")
+    else "stackward.connection_guard"
+)
 """Where a handshake path's request carries its ``ConnectionGuard``."""
 
 

@@ -283,11 +283,15 @@ class _ChannelBase:
 
     async def _shutdown(self) -> None:
         self._is_closed = True
-        self._closed.set()
         self._outbox_space.set()
         state = self.state
-        with anyio.move_on_after(self.settings.close_timeout, shield=True):
-            await self.ws.close(code=state.close_code, message=state.close_reason.encode()[:120])
+        try:
+            with anyio.move_on_after(self.settings.close_timeout, shield=True):
+                await self.ws.close(
+                    code=state.close_code, message=state.close_reason.encode()[:120]
+                )
+        finally:
+            self._closed.set()  # after the close frame (and its reason) went out
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
