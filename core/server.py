@@ -21,6 +21,8 @@ from core.events.log import EventLog
 from core.events.model import CoreStarted, Kind, ResourcesLoaded
 from core.runtime import CoreRuntime, load_private_key
 from core.store import Store
+from protocol.admission import AdmissionLimits
+from protocol.guard import ConnectionGuard, GuardedRunner
 from protocol.memory import keep_large_buffers
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,9 @@ async def _serve_app(
     started: Callable[[int], None] | None,
 ) -> None:
     app = build_app(config, store=store, events=bus, setup=setup)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
+    # /ws/periphery before authentication: a deadline from the TCP accept, capped (issue 12).
+    guard = ConnectionGuard(AdmissionLimits(), handshake_paths={"/ws/periphery"})
+    runner = GuardedRunner(app, guard, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)
