@@ -24,18 +24,12 @@ from aiohttp import web
 
 from core.exceptions import PeripheryUnavailable
 from protocol.backoff import Backoff
+from protocol.connect import Acceptor, DialFailed, dial
 from protocol.handshake import Peer
 from protocol.keys import PrivateKey, PublicKey
 from protocol.messages import Role
 from protocol.ratelimit import AuthFailureLimiter
-from protocol.transport import (
-    Acceptor,
-    ChannelSettings,
-    CoreChannel,
-    DialFailed,
-    describe,
-    dial,
-)
+from protocol.transport import ChannelSettings, CoreChannel, describe
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +190,7 @@ class PeripheryPool:
             state.scope = scope
             while True:
                 try:
-                    ws, peer = await dial(
+                    conn = await dial(
                         self._session,
                         endpoint.address,
                         private_key=self.private_key,
@@ -215,7 +209,7 @@ class PeripheryPool:
                     await anyio.sleep(delay)
                     continue
                 backoff.reset()
-                await self._serve(state, CoreChannel(ws, peer, self.settings.channel))
+                await self._serve(state, CoreChannel(conn, self.settings.channel))
                 await anyio.sleep(backoff.next_delay())
 
     async def _serve(self, state: _ServerState, channel: CoreChannel) -> None:
@@ -270,12 +264,12 @@ class PeripheryPool:
 
     async def handle_dial_in(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler for ``/ws/periphery``."""
-        ws, peer = await self.acceptor.accept(request)
-        if peer is None:
+        ws, conn = await self.acceptor.accept(request)
+        if conn is None:
             return ws
-        state = self._servers.get(peer.name)
+        state = self._servers.get(conn.peer.name)
         if state is None:  # removed between the handshake and now
             await ws.close(code=1008, message=b"unknown server")
             return ws
-        await self._serve(state, CoreChannel(ws, peer, self.settings.channel))
+        await self._serve(state, CoreChannel(conn, self.settings.channel))
         return ws

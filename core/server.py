@@ -25,6 +25,8 @@ from core.events.log import EventLog
 from core.events.model import CoreStarted, Kind, ResourcesLoaded
 from core.exceptions import ConfigError
 from core.store import Store
+from protocol.admission import AdmissionLimits
+from protocol.guard import ConnectionGuard, GuardedRunner
 from protocol.keys import PrivateKey
 from protocol.memory import keep_large_buffers
 
@@ -83,7 +85,9 @@ async def _serve_app(
 ) -> None:
     for fn in setup:
         fn(app)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    # /ws/periphery before authentication: a deadline from the TCP accept, capped (issue 12).
+    guard = ConnectionGuard(AdmissionLimits(), handshake_paths={"/ws/periphery"})
+    runner = GuardedRunner(app, guard, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port)

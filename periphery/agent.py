@@ -1,14 +1,15 @@
 """The agent process: listen for the core on ``/ws``, or dial the core, or both.
 
-Every connection is authenticated by ``protocol.transport.Acceptor`` / ``dial`` before one
-frame of a command is decoded; then a ``PeripheryChannel`` serves it with the ``Dispatcher``.
+Every connection is authenticated by ``protocol.connect.Acceptor`` / ``dial`` before one
+frame of a command is decoded; then a ``PeripheryChannel`` serves it with the ``Dispatcher``,
+every message sealed. The listener is a ``protocol.guard.GuardedRunner``: a deadline from the
+TCP accept to a completed handshake, and caps on unauthenticated connections.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
-from typing import Any
 
 import aiohttp
 import anyio
@@ -19,19 +20,14 @@ from periphery.config import LoadedConfig
 from periphery.handlers import Dispatcher
 from periphery.handlers.health import software_version
 from periphery.ops.dockercli import log_capabilities, probe
+from protocol.admission import AdmissionLimits
 from protocol.backoff import Backoff
-from protocol.handshake import Peer
+from protocol.connect import Acceptor, Authenticated, DialFailed, cert_sha256_from_pem, dial
+from protocol.guard import ConnectionGuard, GuardedRunner
 from protocol.keys import PublicKey
 from protocol.messages import Role
 from protocol.ratelimit import AuthFailureLimiter
-from protocol.transport import (
-    Acceptor,
-    DialFailed,
-    PeripheryChannel,
-    cert_sha256_from_pem,
-    describe,
-    dial,
-)
+from protocol.transport import PeripheryChannel, describe
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +61,20 @@ class Agent:
     # ---------------------------------------------------------------------------- listening
 
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        ws, peer = await self.acceptor.accept(request)
-        if peer is not None:
-            await self._serve(ws, peer)
+        ws, conn = await self.acceptor.accept(request)
+        if conn is not None:
+            await self._serve(conn)
         return ws
 
-    async def _serve(self, ws: Any, peer: Peer) -> None:
-        channel = PeripheryChannel(ws, peer, self.config.channel, self.dispatcher)
+    async def _serve(self, conn: Authenticated) -> None:
+        channel = PeripheryChannel(conn, self.config.channel, self.dispatcher)
         self.connections += 1
-        log.info("serving %s", describe(peer))
+        log.info("serving %s", describe(conn.peer))
         try:
             await channel.run()
         finally:
             self.connections -= 1
-            log.info("%s disconnected: %s", describe(peer), channel.close_reason or "closed")
+            log.info("%s disconnected: %s", describe(conn.peer), channel.close_reason or "closed")
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024)
@@ -94,8 +90,16 @@ class Agent:
 
     async def _listen(self, task_status: anyio.abc.TaskStatus[str]) -> None:
         assert self.config.listen_port is not None
-        runner = web.AppRunner(
-            self.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        guard = ConnectionGuard(
+            AdmissionLimits(
+                deadline=self.config.channel.handshake_timeout,
+                per_address=self.config.raw.unauthenticated_per_address,
+                total=self.config.raw.unauthenticated_total,
+            ),
+            handshake_paths={"/ws"},
+        )
+        runner = GuardedRunner(
+            self.app(), guard, handle_signals=False, access_log=None, shutdown_timeout=1.0
         )
         await runner.setup()
         site = web.TCPSite(
@@ -134,7 +138,7 @@ class Agent:
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
-                    ws, peer = await dial(
+                    conn = await dial(
                         session,
                         url,
                         private_key=self.config.private_key,
@@ -152,7 +156,7 @@ class Agent:
                     continue
                 backoff.reset()
                 log.info("connected to the core at %s as %r", url, raw.server_name)
-                await self._serve(ws, peer)
+                await self._serve(conn)
                 delay = backoff.next_delay()
                 await anyio.sleep(delay)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 
 from periphery.exceptions import ConfigError
+from protocol.channel import ChannelSettings
 from protocol.exceptions import BadKey
 from protocol.keys import (
     PrivateKey,
@@ -22,7 +23,6 @@ from protocol.keys import (
     parse_private_key,
     parse_public_key,
 )
-from protocol.transport import ChannelSettings
 
 
 class PeripheryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -42,8 +42,10 @@ class PeripheryConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     handshake_timeout: float = 5.0
     max_frame_bytes: int = 16 * 1024 * 1024
     max_in_flight: int = 64
-    auth_failure_limit: int = 20
+    auth_failure_limit: int = 20  # failures from one address before its failures go unlogged
     auth_failure_window: float = 60.0
+    unauthenticated_per_address: int = 32  # connections not yet authenticated, the oldest evicted
+    unauthenticated_total: int = 256
     reconnect_initial_delay: float = 0.5
     reconnect_max_delay: float = 30.0
     kill_grace: float = 2.0  # SIGTERM to SIGKILL, when a command is cancelled or times out
@@ -155,6 +157,9 @@ def load_config(path: Path) -> LoadedConfig:
     for key in ("heartbeat_interval", "handshake_timeout", "kill_grace", "reconnect_max_delay"):
         if getattr(raw, key) <= 0:
             raise _error(path, key, "must be greater than 0")
+    for key in ("unauthenticated_per_address", "unauthenticated_total"):
+        if getattr(raw, key) < 1:
+            raise _error(path, key, "must be at least 1")
     if raw.max_in_flight < 1 or raw.max_frame_bytes < 64 * 1024:
         raise _error(
             path,

@@ -45,7 +45,7 @@ class FrameDecoder(Generic[T]):
         self.max_bytes = max_bytes
         self.what = what
 
-    def decode(self, data: bytes) -> T:
+    def decode(self, data: bytes | bytearray | memoryview) -> T:
         if len(data) > self.max_bytes:
             raise FrameError(
                 f"{self.what} of {len(data)} bytes exceeds the cap of {self.max_bytes} bytes"
@@ -73,7 +73,7 @@ class BatchDecoder(Generic[T]):
             what,
         )
 
-    def decode(self, data: bytes) -> list[T]:
+    def decode(self, data: bytes | bytearray | memoryview) -> list[T]:
         decoded = self._inner.decode(data)
         return decoded if isinstance(decoded, list) else [decoded]
 

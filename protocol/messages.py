@@ -20,8 +20,9 @@ import enum
 
 import msgspec
 
-PROTOCOL_VERSION = 1
-"""Carried in both hellos; peers with different versions do not authenticate."""
+PROTOCOL_VERSION = 2
+"""Carried in both hellos; peers with different versions do not authenticate. 2: ephemeral
+X25519 keys in the hellos, every message after the handshake sealed (``protocol.sealing``)."""
 
 
 class Role(enum.Enum):
@@ -67,6 +68,7 @@ class ClientHello(_Handshake, frozen=True, tag="client_hello"):
     public_key: bytes  # SSH wire encoding of the Ed25519 public key
     name: str = ""  # the periphery's server name, when a periphery dials the core
     software: str = ""  # informational, e.g. "stackward 0.1.0"
+    ephemeral: bytes = b""  # X25519 public key for this connection only (version 2)
 
 
 class ServerHello(_Handshake, frozen=True, tag="server_hello"):
@@ -77,6 +79,7 @@ class ServerHello(_Handshake, frozen=True, tag="server_hello"):
     nonce: bytes
     public_key: bytes
     software: str = ""
+    ephemeral: bytes = b""  # X25519 public key for this connection only (version 2)
 
 
 class ClientProof(_Handshake, frozen=True, tag="client_proof"):

@@ -1,9 +1,11 @@
-"""Rate limiting of authentication failures per source address (pure; the clock is passed in).
+"""Counting authentication failures per source address (pure; the clock is passed in).
 
-A sliding window: more than ``limit`` failures from one address within ``window`` seconds and
-further connections from it are refused (closed like any other failure) until the window has
-room again. Successful logins do not count. The table of addresses is bounded: when full, the
-address with the oldest last failure is forgotten first.
+A sliding window: an address with ``limit`` failures within ``window`` seconds is ``blocked``.
+It counts failures only, and what it decides never stops a peer that proves an allowed key (a
+valid signature or token always passes): the agent and the core use it to keep the log quiet
+about a noisy address, and a caller may use it to refuse *failed* attempts faster, never to
+refuse a client before checking what it presents. The table of addresses is bounded: when full,
+the address with the oldest last failure is forgotten first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class AuthFailureLimiter:
         self.window = window
         self.max_addresses = max_addresses
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._quiet: set[str] = set()
 
     def _prune(self, address: str, now: float) -> deque[float] | None:
         times = self._failures.get(address)
@@ -28,6 +31,7 @@ class AuthFailureLimiter:
             times.popleft()
         if not times:
             del self._failures[address]
+            self._quiet.discard(address)
             return None
         return times
 
@@ -42,7 +46,15 @@ class AuthFailureLimiter:
             times = deque(maxlen=self.limit)
             self._failures[address] = times
             while len(self._failures) > self.max_addresses:
-                self._failures.popitem(last=False)
+                forgotten, _ = self._failures.popitem(last=False)
+                self._quiet.discard(forgotten)
         else:
             self._failures.move_to_end(address)
         times.append(now)
+
+    def first_quiet(self, address: str) -> bool:
+        """True once per blocked spell of ``address`` (to log that it goes quiet)."""
+        if address in self._quiet:
+            return False
+        self._quiet.add(address)
+        return True

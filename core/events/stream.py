@@ -14,7 +14,8 @@ Authentication: ``Authorization: Bearer TOKEN``, or (browsers cannot set headers
 websocket) the token as the first message, as ``{"token": "..."}`` or the bare token, within
 ``AUTH_DEADLINE`` seconds; a request with an ``Origin`` header is refused unless the origin is in
 the core's ``event_origins``. Failures: 401 before the upgrade, close code 4401 after; past 20
-failures a minute from one address, 429 until the window has room.
+failures a minute from one address a wrong token gets 429 until the window has room; a right
+token always passes (the address may be shared: NAT, a proxy).
 
 Messages besides events, with a ``control`` key instead of an ``id``::
 
@@ -125,7 +126,7 @@ class EventStream:
         self.tokens = list(tokens)
         self.origins = set(origins)
         self.queue = queue
-        # Wrong tokens per address: past the limit, refused before any check (429).
+        # Wrong tokens per address: past the limit a wrong one gets 429; a right one passes.
         self.limiter = limiter or AuthFailureLimiter()
 
     def _failed(self, request: web.Request) -> None:
@@ -138,10 +139,6 @@ class EventStream:
             options = parse_query(request.query)
         except BadQuery as exc:
             return error_response(400, "bad_request", str(exc))
-        if self.limiter.blocked(request.remote or "unknown", time.monotonic()):
-            return error_response(
-                429, "too_many_failures", "too many failed logins from here; try again later"
-            )
         origin = request.headers.get("Origin")
         if origin is not None and origin not in self.origins:
             log.warning("events: refused origin %r from %s", origin, request.remote)
@@ -150,7 +147,13 @@ class EventStream:
             )
         header = bearer(request)
         if header is not None and not token_ok(header, self.tokens):
+            # A valid token always passes; only wrong ones count, and get 429 past the limit.
+            over = self.limiter.blocked(request.remote or "unknown", time.monotonic())
             self._failed(request)
+            if over:
+                return error_response(
+                    429, "too_many_failures", "too many failed logins from here; try again later"
+                )
             return error_response(401, "unauthorized", "missing or wrong bearer token")
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_CLIENT_MESSAGE)
         await ws.prepare(request)

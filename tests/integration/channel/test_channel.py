@@ -13,7 +13,7 @@ import pytest
 from core.exceptions import PeripheryUnavailable
 from core.pool import PeripheryPool, PoolSettings, ServerEndpoint
 from protocol.exceptions import ChannelClosed
-from protocol.messages import Echo, ErrorCode, Health, HealthReport, Run, Stream
+from protocol.messages import PROTOCOL_VERSION, Echo, ErrorCode, Health, HealthReport, Run, Stream
 from protocol.transport import ChannelSettings, CoreChannel
 from tests.support.processes import KeyPair
 from tests.support.waiting import eventually
@@ -53,7 +53,7 @@ async def test_health_reports_version_and_host(core_keys: KeyPair, periphery_fac
     assert result.error is None
     assert isinstance(result.value, HealthReport)
     assert result.value.hostname == os.uname().nodename
-    assert result.value.protocol == 1
+    assert result.value.protocol == PROTOCOL_VERSION == 2
     assert result.value.docker or result.value.docker_error  # answers either way
 
 

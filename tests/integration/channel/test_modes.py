@@ -11,9 +11,10 @@ import pytest
 from aiohttp import web
 
 from core.pool import PeripheryPool, PoolSettings, ServerEndpoint
+from protocol.connect import DialFailed, dial
 from protocol.exceptions import ChannelError
 from protocol.messages import Echo, EchoReply, Role
-from protocol.transport import ChannelSettings, DialFailed, dial
+from protocol.transport import ChannelSettings
 from tests.support.processes import KeyPair
 from tests.support.tls import self_signed
 
@@ -96,7 +97,7 @@ async def test_wss_with_a_self_signed_certificate(
     # Checking the certificate against a CA that signed it works as well...
     context = ssl.create_default_context(cafile=str(cert))
     async with aiohttp.ClientSession() as session:
-        ws, peer = await dial(
+        conn = await dial(
             session,
             periphery.url,
             private_key=core_keys.key,
@@ -104,7 +105,7 @@ async def test_wss_with_a_self_signed_certificate(
             trusted_keys=[periphery.keys.public],
             ssl_context=context,
         )
-        await ws.close()
+        await conn.ws.close()
         # ...and plain ws:// to a TLS port does not connect.
         with pytest.raises(DialFailed):
             await dial(
@@ -115,7 +116,7 @@ async def test_wss_with_a_self_signed_certificate(
                 trusted_keys=[periphery.keys.public],
                 settings=ChannelSettings(connect_timeout=2, handshake_timeout=2),
             )
-    assert peer.role is Role.PERIPHERY
+    assert conn.peer.role is Role.PERIPHERY
 
 
 async def test_a_closed_channel_refuses_new_requests(core_keys: KeyPair, periphery_factory) -> None:  # type: ignore[no-untyped-def]

@@ -6,10 +6,13 @@ import msgspec
 import pytest
 
 from protocol import codec
-from protocol.exceptions import HandshakeFailed
+from protocol.aead import backend
+from protocol.exceptions import HandshakeFailed, VersionMismatch
 from protocol.handshake import ClientHandshake, ConnectionBinding, ServerHandshake
 from protocol.keys import PrivateKey, PublicKey
-from protocol.messages import PROTOCOL_VERSION, ClientHello, ClientProof, Role
+from protocol.messages import PROTOCOL_VERSION, ClientHello, ClientProof, Role, ServerHello
+
+X25519 = backend()
 
 CORE = PrivateKey.generate()
 PERIPHERY = PrivateKey.generate()
@@ -151,7 +154,7 @@ def test_version_mismatch_fails() -> None:
         nonce=b"n" * 32,
         public_key=CORE.public_key.wire,
     )
-    with pytest.raises(HandshakeFailed, match="version mismatch"):
+    with pytest.raises(HandshakeFailed, match="protocol version 3, this agent speaks 2"):
         server.receive(codec.encode(hello))
 
 
@@ -229,3 +232,87 @@ def test_dial_in_authorization_checks_the_name() -> None:
     assert proof is not None
     with pytest.raises(HandshakeFailed, match="as 'nas' is not authorized"):
         core.receive(proof)
+
+
+# ------------------------------------------------------------ ephemeral keys and session keys
+
+
+def test_both_sides_derive_mirrored_direction_keys() -> None:
+    client, server = pair()
+    run(client, server)
+    assert client.keys is not None and server.keys is not None
+    assert client.keys.send == server.keys.receive
+    assert client.keys.receive == server.keys.send
+    assert client.keys.send != client.keys.receive
+    assert "hidden" in repr(client.keys) and client.keys.send.hex() not in repr(client.keys)
+
+
+def test_session_keys_are_fresh_per_connection_with_the_same_long_term_keys() -> None:
+    first, second = pair(), pair()
+    run(*first)
+    run(*second)
+    assert first[0].keys != second[0].keys
+
+
+def test_long_term_keys_and_a_recording_do_not_give_the_session_keys() -> None:
+    """Forward secrecy: someone with both long-term private keys and the recorded messages
+    replays the listener's side and gets other keys than the recorded session used."""
+    client, server = pair()
+    recorded = run(client, server)
+    assert client.keys is not None
+    thief = ServerHandshake(
+        private_key=PERIPHERY,
+        role=Role.PERIPHERY,
+        authorize=allow(CORE.public_key),
+        binding=BINDING,
+    )
+    thief.receive(recorded[0])
+    with pytest.raises(HandshakeFailed, match="client signature"):
+        thief.receive(recorded[2])  # the proof binds the listener's ephemeral key too
+    # Nor is an ephemeral private key kept once the keys are made.
+    assert client._ephemeral == b"" and server._ephemeral == b""
+
+
+def test_a_swapped_ephemeral_key_breaks_the_signatures() -> None:
+    client, server = pair()
+    hello = client.start()
+    reply = server.receive(hello)
+    decoded = msgspec.msgpack.decode(reply, type=ServerHello)
+    forged = codec.encode(msgspec.structs.replace(decoded, ephemeral=X25519.x25519_keypair()[1]))
+    proof = client.receive(forged)
+    assert proof is not None
+    with pytest.raises(HandshakeFailed, match="client signature does not verify"):
+        server.receive(proof)
+
+
+def test_an_old_dialer_gets_our_hello_and_a_clear_version_error() -> None:
+    _, server = pair()
+    old_hello = ClientHello(
+        version=1, role=Role.CORE, nonce=b"n" * 32, public_key=CORE.public_key.wire
+    )
+    with pytest.raises(VersionMismatch, match="^protocol version 1, this agent speaks 2$") as err:
+        server.receive(codec.encode(old_hello))
+    reply = msgspec.msgpack.decode(err.value.reply, type=ServerHello)
+    assert reply.version == PROTOCOL_VERSION and reply.role is Role.PERIPHERY
+
+
+def test_a_dialer_told_an_old_version_says_so() -> None:
+    client, _ = pair()
+    client.start()
+    old = ServerHello(
+        version=1, role=Role.PERIPHERY, nonce=b"n" * 32, public_key=PERIPHERY.public_key.wire
+    )
+    with pytest.raises(VersionMismatch, match="^protocol version 1, this core speaks 2$"):
+        client.receive(codec.encode(old))
+
+
+def test_a_hello_without_an_ephemeral_key_is_refused() -> None:
+    _, server = pair()
+    hello = ClientHello(
+        version=PROTOCOL_VERSION,
+        role=Role.CORE,
+        nonce=b"n" * 32,
+        public_key=CORE.public_key.wire,
+    )
+    with pytest.raises(HandshakeFailed, match="ephemeral key has 0 bytes"):
+        server.receive(codec.encode(hello))
