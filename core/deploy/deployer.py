@@ -42,7 +42,16 @@ from core.reconcile.convergence import retry_delay
 from core.resources.variables import Values
 from core.store.deploys import DeployRecords, OutputLine, StackLocked
 from protocol.exceptions import ChannelError
-from protocol.messages import ComposeDown, DeployMode, Fence, RepoSync, Stream, SwarmRemove
+from protocol.messages import (
+    ComposeDown,
+    DeployMode,
+    Fence,
+    Health,
+    HealthReport,
+    RepoSync,
+    Stream,
+    SwarmRemove,
+)
 from protocol.transport import CoreChannel
 
 log = logging.getLogger(__name__)
@@ -243,6 +252,15 @@ class StackDeployer:
         server = self._pick_server(plan)
         job = replace(job, server=server)
         try:
+            channel = await self.pool.channel(server, CHANNEL_WAIT)
+            await self._learn_fence(channel)
+        except PeripheryUnavailable as exc:
+            message = f"server {server!r}: {exc}"
+            await self._finish(
+                ref, job.name, started, "failed", message, step="connect", transient=True
+            )
+            raise StackFailed(message) from exc
+        try:
             token = await anyio.to_thread.run_sync(
                 self.records.lock, job.name, self.instance, ref.deploy_id
             )
@@ -271,11 +289,6 @@ class StackDeployer:
             await recorder._write(
                 self.records.deploy_started, ref.deploy_id, token, server, prepared.spec, job.commit
             )
-            try:
-                channel = await self.pool.channel(server, CHANNEL_WAIT)
-            except PeripheryUnavailable as exc:
-                recorder.failed_step = "connect"
-                raise StackFailed(f"server {server!r}: {exc}") from exc
             if job.mode is DeployMode.SWARM:  # the versioned swarm secrets (deploy.secrets)
                 env = await self._swarm_secret_env(channel, server, ctx.secret_servers)
                 job = replace(job, env={**env, **job.env})
@@ -286,9 +299,7 @@ class StackDeployer:
         except StackFailed as exc:
             await recorder.flush()
             outcome = ("failed", prepared.masker.mask(str(exc)), "")
-            transient = recorder.failed_step == "connect" or isinstance(
-                exc.__cause__, ChannelError
-            )
+            transient = recorder.failed_step == "connect" or isinstance(exc.__cause__, ChannelError)
             # masked before anyone logs it (the scheduler does)
             raise StackFailed(outcome[1]) from None
         finally:
@@ -381,6 +392,21 @@ class StackDeployer:
         )
 
     # ------------------------------------------------------------------------------ parts
+
+    async def _learn_fence(self, channel: CoreChannel) -> None:
+        """Before a token is taken: the highest the agent has seen, so that a core whose
+        database was lost or restored continues above it (else the agent refuses as stale)."""
+        try:
+            with anyio.fail_after(CHANNEL_WAIT):
+                result, _ = await channel.request(Health())
+        except (ChannelError, TimeoutError) as exc:
+            raise PeripheryUnavailable(f"no health report: {exc}") from exc
+        report = result.value
+        if isinstance(report, HealthReport) and report.fence > 0:
+            try:
+                await anyio.to_thread.run_sync(self.records.raise_fence, report.fence)
+            except StoreError as exc:
+                log.warning("the agent's fence %s not recorded: %s", report.fence, exc)
 
     def _pick_server(self, plan: JobPlan) -> str:
         if len(plan.servers) == 1:

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
+import struct
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -59,6 +61,21 @@ _mp = msgspec.msgpack.Encoder()
 
 class BadQuery(ValueError):
     pass
+
+
+def _drop(request: web.Request) -> None:
+    """Close the connection now, with a reset: what the kernel still holds to send (megabytes,
+    for a subscriber that stopped reading) is discarded instead of lingering."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
 
 
 class StreamOptions(msgspec.Struct, frozen=True):
@@ -182,9 +199,7 @@ class EventStream:
         if stuck or not ws.closed:
             # A subscriber that does not read cannot be closed politely (the close frame waits
             # behind what it did not read): drop the connection, and its kernel buffers.
-            transport = request.transport
-            if transport is not None:
-                transport.abort()
+            _drop(request)
         return ws
 
     async def _first_message_token(self, ws: web.WebSocketResponse) -> bool:

@@ -287,6 +287,53 @@ async def _read_ws_frames(sock: socket.socket, until_control: str) -> list[dict[
     return await anyio.to_thread.run_sync(read)
 
 
+SEND_TIMEOUT = 1.0
+
+
+@pytest.mark.parametrize(
+    "core", [{"event_queue": 16, "event_send_timeout": SEND_TIMEOUT}], indirect=True
+)
+@pytest.mark.parametrize("lag", ["report", "close"])
+async def test_a_stuck_subscriber_loses_its_socket_within_two_send_timeouts(
+    core: Core, lag: str
+) -> None:
+    """A subscriber that stops reading cannot be closed politely (the close frame waits behind
+    what it did not read): the core drops the connection, kernel buffers and all, within two
+    send timeouts of the moment it stopped taking events."""
+    stuck = raw_subscriber(core.url, f"kind=deploy&lag={lag}")
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        await anyio.sleep(0.2)
+        big = "x" * 64 * 1024
+        # Fill every buffer between the core and the stuck client, then keep publishing.
+        started = time.monotonic()
+        gone_at = 0.0
+        while time.monotonic() - started < 4 * SEND_TIMEOUT + 2:
+            core.publish(4, big)
+            await anyio.sleep(0.05)
+            if not core.bus.subscribers():
+                gone_at = time.monotonic()
+                break
+        assert gone_at, "the stuck subscriber is still registered"
+        assert gone_at - started <= 2 * SEND_TIMEOUT + 1.5, gone_at - started
+
+        def drained() -> bool:
+            """Read what is left: the socket ends (EOF or reset) instead of blocking."""
+            stuck.settimeout(5)
+            try:
+                while stuck.recv(1 << 20):
+                    pass
+            except ConnectionResetError:
+                pass
+            return True
+
+        t = time.monotonic()
+        assert await anyio.to_thread.run_sync(drained)
+        assert time.monotonic() - t < 1.0  # reset at once: nothing of it lingers
+    finally:
+        stuck.close()
+
+
 @pytest.mark.parametrize("core", [{"event_queue": 16}], indirect=True)
 async def test_lag_close_ends_the_subscription_with_1013(core: Core) -> None:
     stuck = raw_subscriber(core.url, "kind=deploy&lag=close")
