@@ -135,7 +135,7 @@ def prepare(config: BootstrapConfig, core: CoreConfig) -> Prepared:
     jobs: dict[str, StackJob] = {}
     for stack in rs.stacks():
         try:
-            jobs[stack.name] = plan_job(rs, stack.name, values).job
+            jobs[stack.name] = plan_job(rs, stack.name, values, core).job
         except (JobError, CoreError) as exc:
             if stack.name in config.stacks or stack.name == config.core.stack:
                 raise BootstrapFailed("config", str(exc), "fix the stack's resource") from exc

@@ -212,19 +212,24 @@ class DeployService:
         plans: dict[str, JobPlan] = {}
         try:
             for name in stacks:
-                plans[name] = plan_job(rs, name, values)
+                plans[name] = plan_job(rs, name, values, self.config)
         except (JobError, CoreError) as exc:
             raise DeployRefused(str(exc)) from exc
         known_heads: dict[tuple[str, str], str] = dict(heads or {})
         jobs: dict[str, StackJob] = {}
         for name, plan in plans.items():
             src = plan.source
+            if src is None:  # files on the host, or file_contents: no commit to resolve
+                jobs[name] = plan.job
+                continue
             commit = src.commit or (commits or {}).get(name, "")
             if not commit:
                 key = (src.url, src.branch)
                 if key not in known_heads:
                     try:
-                        known_heads[key] = await resolve_branch(src.url, src.branch)
+                        known_heads[key] = await resolve_branch(
+                            src.url, src.branch, credentials=src.credentials
+                        )
                     except GitError as exc:
                         raise DeployRefused(f"stack {name!r}: {exc}") from exc
                 commit = known_heads[key]

@@ -48,6 +48,7 @@ class SourceRef(msgspec.Struct, frozen=True):
 class SystemCommand(msgspec.Struct, omit_defaults=False):
     path: str = ""
     command: str = ""
+    shell_mode: bool = False
 
 
 class EnvFile(msgspec.Struct):

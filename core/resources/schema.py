@@ -224,7 +224,7 @@ ALIASES: Final[dict[str, dict[str, str]]] = {
 }
 
 # Sub-tables with their own key lists.
-COMMAND_KEYS: Final = {"path": STR, "command": STR}
+COMMAND_KEYS: Final = {"path": STR, "command": STR, "shell_mode": BOOL}
 HEALTH_KEYS: Final = {"timeout": DURATION, "wait": BOOL}
 ENV_FILE_KEYS: Final = {"path": STR, "track": BOOL}
 CONFIG_FILE_KEYS: Final = {"path": STR, "services": STRLIST, "requires": STR}

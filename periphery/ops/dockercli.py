@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from periphery.exceptions import CommandFailed, InvalidName, StackDeployFailed
-from periphery.ops.process import base_env, capture
+from periphery.process import base_env, capture
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,14 @@ class Capabilities:
     def describe(self) -> list[tuple[int, str]]:
         """What to log at start: ``(level, message)`` pairs, one per finding."""
         if not self.cli_version:
-            return [(logging.WARNING, f"no docker CLI on PATH: every deploy will fail; "
-                                      f"{INSTALL_DOCKER}")]
+            return [
+                (
+                    logging.WARNING,
+                    f"no docker CLI on PATH: every deploy will fail; {INSTALL_DOCKER}",
+                )
+            ]
         compose = (
-            f"{' '.join(self.compose)} {self.compose_version}".strip()
-            if self.compose
-            else "none"
+            f"{' '.join(self.compose)} {self.compose_version}".strip() if self.compose else "none"
         )
         out = [(logging.INFO, f"docker CLI {self.cli_version}; compose: {compose}")]
         if not self.compose:
@@ -218,4 +220,3 @@ def stack_name(name: str) -> str:
 async def compose_command() -> tuple[str, ...]:
     """``("docker", "compose")`` or ``("docker-compose",)``; StackDeployFailed when neither."""
     return (await probe()).require_compose()
-

@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 from periphery.exceptions import CheckoutError, ForbiddenPath
 from periphery.ops.checkout import redact
 from periphery.ops.locks import file_lock
-from periphery.ops.paths import commit_id, resolve_inside
-from periphery.ops.process import Emit, base_env, run
+from periphery.paths import commit_id, resolve_inside
+from periphery.process import Emit, base_env, run
 
 GIT_TIMEOUT = 300.0
 LOCK_TIMEOUT = 600.0  # waiting for another sync of the same clone
