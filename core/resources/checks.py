@@ -9,15 +9,29 @@ an error.
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from core.resources import support
 from core.resources.gcpause import gc_paused
 from core.resources.graph import describe, is_barrier, stack_graph
-from core.resources.models import Resource, ResourceSet, Severity, StackConfig
+from core.resources.loader import parse_string_list
+from core.resources.models import (
+    Finding,
+    ProcedureConfig,
+    RepoConfig,
+    Resource,
+    ResourceSet,
+    ResourceSyncConfig,
+    Severity,
+    StackConfig,
+    SwarmConfig,
+)
+from core.resources.suggest import closest, did_you_mean
 from core.resources.variables import references
 
 DOCKER_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -57,59 +71,94 @@ def _check(rs: ResourceSet, known: Known | None) -> ResourceSet:
         names["repo"] |= set(known.repos)
         names["variable"] |= set(known.variables)
     tiers = set(rs.tiers)
+    uses = _Uses()
+    refs = _Refs(names, missing)
     for res in rs.resources.values():
         if res.kind == "stack":
-            _check_stack(rs, res, names, tiers, missing)
+            _check_stack(rs, res, names, tiers, missing, uses, refs)
         elif res.kind == "swarm":
-            for i, server in enumerate(res.config.servers):
-                if server not in names["server"]:
-                    rs.finding(
-                        missing,
-                        res.source,
-                        ("config", "servers", i),
-                        _missing("swarm", res.name, "server", server),
-                        "reference",
-                    )
+            for i, server in enumerate(res.typed_config(SwarmConfig).servers):
+                refs.check(rs, res, ("config", "servers", i), "server", server)
         elif res.kind == "repo":
-            cfg = res.config
-            if cfg.server and cfg.server not in names["server"]:
-                rs.finding(
-                    missing,
-                    res.source,
-                    ("config", "server"),
-                    _missing("repo", res.name, "server", cfg.server),
-                    "reference",
-                )
-            _check_variables(
+            rcfg = res.typed_config(RepoConfig)
+            refs.check(rs, res, ("config", "server"), "server", rcfg.server)
+            uses.collect(
                 rs,
                 res,
-                names["variable"],
-                missing,
                 [
-                    ("environment", cfg.environment),
-                    *(("on_clone", c.command) for c in cfg.on_clone),
-                    *(("on_pull", c.command) for c in cfg.on_pull),
+                    ("environment", rcfg.environment),
+                    *(("on_clone", c.command) for c in rcfg.on_clone),
+                    *(("on_pull", c.command) for c in rcfg.on_pull),
                 ],
             )
         elif res.kind == "resource_sync":
-            cfg = res.config
-            if cfg.linked_repo and cfg.linked_repo not in names["repo"]:
-                rs.finding(
-                    missing,
-                    res.source,
-                    ("config", "linked_repo"),
-                    _missing("resource_sync", res.name, "repo", cfg.linked_repo),
-                    "reference",
-                )
+            linked = res.typed_config(ResourceSyncConfig).linked_repo
+            refs.check(rs, res, ("config", "linked_repo"), "repo", linked)
+        elif res.kind == "procedure":
+            _check_procedure(rs, res)
+    refs.report(rs)
+    uses.report(rs, names["variable"], missing, known is not None)
     _check_cycles(rs)
     return rs
 
 
-def _missing(kind: str, name: str, ref_kind: str, ref: str) -> str:
-    return (
-        f'{kind} "{name}": {ref_kind} "{ref}" is not defined here; add a [[{ref_kind}]] named'
-        f' "{ref}" or fix the name'
-    )
+class _Refs:
+    """References to servers, swarms and repos not defined here: a near miss of a defined name
+    at once, with "did you mean"; the others once per file and name, at the first use, with the
+    lines of the others (a file of 28 stacks on one server the core knows gives one line)."""
+
+    def __init__(self, names: dict[str, set[str]], missing: Severity) -> None:
+        self.names = names
+        self.missing = missing
+        self.unknown: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
+
+    def check(
+        self,
+        rs: ResourceSet,
+        res: Resource,
+        where: tuple[str | int, ...],
+        ref_kind: str,
+        ref: str,
+    ) -> None:
+        ref = ref.strip()
+        if not ref or ref in self.names[ref_kind]:
+            return
+        who = f'{res.kind} "{res.name}"'
+        hint = did_you_mean(ref, self.names[ref_kind])
+        if hint:
+            rs.finding(
+                self.missing,
+                res.source,
+                where,
+                f'{who}: {ref_kind} "{ref}" is not defined here{hint}; fix the name',
+                "reference",
+            )
+            return
+        line = rs.line(res.source, *where)
+        self.unknown.setdefault((res.source.file, ref_kind, ref), []).append((line, who))
+        if self.missing == "error":
+            rs.faulty.add(res.key)
+
+    def report(self, rs: ResourceSet) -> None:
+        for (file, ref_kind, ref), uses in self.unknown.items():
+            uses.sort()
+            line, who = uses[0]
+            others = ""
+            if len(uses) > 1:
+                others = (
+                    f" (and {len(uses) - 1} more: line{'s' if len(uses) > 2 else ''}"
+                    f" {', '.join(str(n) for n, _ in uses[1:])})"
+                )
+            rs.findings.append(
+                Finding(
+                    file,
+                    line,
+                    self.missing,
+                    f'{who}{others}: {ref_kind} "{ref}" is not defined here; add a'
+                    f' [[{ref_kind}]] named "{ref}" or fix the name',
+                    "reference",
+                )
+            )
 
 
 def _check_stack(
@@ -118,8 +167,10 @@ def _check_stack(
     names: dict[str, set[str]],
     tiers: set[str],
     missing: Severity,
+    uses: _Uses,
+    refs: _Refs,
 ) -> None:
-    cfg: StackConfig = res.config
+    cfg = res.typed_config(StackConfig)
     src = res.source
     project = cfg.project_name or res.name
     if not DOCKER_NAME.match(project):
@@ -142,37 +193,18 @@ def _check_stack(
             ' a Compose project or swarm = "..." for a Swarm stack',
             "target",
         )
-    if server and server not in names["server"]:
-        rs.finding(
-            missing,
-            src,
-            ("config", "server"),
-            _missing("stack", res.name, "server", server),
-            "reference",
-        )
-    if cfg.swarm and cfg.swarm not in names["swarm"]:
-        rs.finding(
-            missing,
-            src,
-            ("config", "swarm"),
-            _missing("stack", res.name, "swarm", cfg.swarm),
-            "reference",
-        )
-    if cfg.linked_repo and cfg.linked_repo not in names["repo"]:
-        rs.finding(
-            missing,
-            src,
-            ("config", "linked_repo"),
-            _missing("stack", res.name, "repo", cfg.linked_repo),
-            "reference",
-        )
+    if not cfg.swarm.strip():  # Komodo: swarm overrides server
+        refs.check(rs, res, ("config", "server"), "server", server)
+    refs.check(rs, res, ("config", "swarm"), "swarm", cfg.swarm)
+    refs.check(rs, res, ("config", "linked_repo"), "repo", cfg.linked_repo)
     for i, dep in enumerate(res.after):
         if dep not in names["stack"]:
+            hint = did_you_mean(dep, names["stack"])
             rs.finding(
                 "error",
                 src,
                 ("after", i),
-                f'stack "{res.name}": after names "{dep}", which is no stack; fix the name'
+                f'stack "{res.name}": after names "{dep}", which is no stack{hint}; fix the name'
                 " or remove it",
                 "after",
             )
@@ -204,11 +236,11 @@ def _check_stack(
                 "tier",
             )
     _check_paths(rs, res, cfg)
-    _check_variables(
+    if cfg.skip_secret_interp:
+        return  # Komodo interpolates nothing into this stack
+    uses.collect(
         rs,
         res,
-        names["variable"],
-        missing,
         [
             ("environment", cfg.environment),
             *(("pre_deploy", c.command) for c in cfg.pre_deploy),
@@ -263,35 +295,153 @@ def _check_paths(rs: ResourceSet, res: Resource, cfg: StackConfig) -> None:
             bad(where, what, p, "is absolute")
         elif _escapes(posixpath.join(run_dir, p)):
             bad(where, what, p, f'leaves the repository (from run_directory "{run_dir}")')
-    for i, cmd in enumerate(cfg.pre_deploy):
-        if cmd.path and not posixpath.isabs(cmd.path) and _escapes(cmd.path):
-            bad(
-                ("pre_deploy", i, "path") if len(cfg.pre_deploy) > 1 else ("pre_deploy", "path"),
-                "pre_deploy.path",
-                cmd.path,
-                "leaves the repository",
+    # Komodo runs pre_deploy in run_directory joined with its path (an absolute path as is).
+    for cmd in cfg.pre_deploy:
+        if cmd.path and not posixpath.isabs(cmd.path):
+            if _escapes(posixpath.join(run_dir, cmd.path)):
+                why = f'leaves the repository (from run_directory "{run_dir}")'
+                bad(("pre_deploy", "path"), "pre_deploy.path", cmd.path, why)
+
+
+class _Use:
+    __slots__ = ("res", "field", "text", "name")
+
+    def __init__(self, res: Resource, field: str, text: str, name: str) -> None:
+        self.res, self.field, self.text, self.name = res, field, text, name
+
+    def line(self, rs: ResourceSet) -> int:
+        """The line that uses the name (found only for what is reported: the line map is built
+        on first use)."""
+        lm = rs.linemaps.get(self.res.source.file)
+        path = (*self.res.source.path, "config", self.field)
+        if lm is None:
+            return 1
+        exact = re.compile(r"\[\[\s*" + re.escape(self.name) + r"\s*\]\]")
+        return lm.find(path, exact, self.text.count("\n") + 2)
+
+
+class _Uses:
+    """Every ``[[NAME]]`` used, reported once checked at the line that uses it: a near miss
+    of a known name on its own line with "did you mean"; the others summarised once per file
+    (they are most often secrets the core holds in core.toml's ``[secrets]``)."""
+
+    def __init__(self) -> None:
+        self.uses: list[_Use] = []
+
+    def collect(self, rs: ResourceSet, res: Resource, texts: list[tuple[str, str]]) -> None:
+        for key, text in texts:
+            for name in references(text):
+                self.uses.append(_Use(res, key, text, name))
+
+    def report(self, rs: ResourceSet, known: set[str], missing: Severity, plan: bool) -> None:
+        unknown: dict[str, dict[str, list[int]]] = {}  # file -> name -> lines
+        for use in self.uses:
+            if use.name in known:
+                continue
+            file = use.res.source.file
+            near = closest(use.name, known)
+            if near is not None:
+                rs.findings.append(
+                    Finding(
+                        file,
+                        use.line(rs),
+                        missing,
+                        f'{use.res.kind} "{use.res.name}": {use.field} uses [[{use.name}]],'
+                        f' which is not defined (did you mean "{near}"?); fix the name',
+                        "variable",
+                    )
+                )
+                continue
+            unknown.setdefault(file, {}).setdefault(use.name, []).append(use.line(rs))
+        for file, by_name in unknown.items():
+            first = min(min(lines) for lines in by_name.values())
+            listed = ", ".join(
+                f"[[{name}]] (line{'s' if len(set(lines)) > 1 else ''}"
+                f" {', '.join(str(n) for n in sorted(set(lines)))})"
+                for name, lines in sorted(by_name.items(), key=lambda kv: min(kv[1]))
+            )
+            where = (
+                "neither a [[variable]] nor a secret the core holds"
+                if plan
+                else "not defined in the files checked"
+            )
+            rs.findings.append(
+                Finding(
+                    file,
+                    first,
+                    missing,
+                    f"{len(by_name)} variable{'s' if len(by_name) > 1 else ''} used here"
+                    f" {'are' if len(by_name) > 1 else 'is'} {where}: {listed}; put secrets in"
+                    " core.toml's [secrets] (the core interpolates them at deploy) and the rest"
+                    " in [[variable]] entries",
+                    "variable",
+                )
             )
 
 
-def _check_variables(
-    rs: ResourceSet,
-    res: Resource,
-    known: set[str],
-    missing: Severity,
-    texts: list[tuple[str, str]],
-) -> None:
-    for key, text in texts:
-        for name in references(text):
-            if name not in known:
-                rs.finding(
-                    missing,
-                    res.source,
-                    ("config", key),
-                    f'{res.kind} "{res.name}": {key} uses [[{name}]], which is neither a'
-                    " [[variable]] here nor a secret known to the core; define it or fix"
-                    " the name",
-                    "variable",
-                )
+def _check_procedure(rs: ResourceSet, res: Resource) -> None:
+    """A [[procedure]] is read and not run (:data:`support.INERT` "procedure"); say what it
+    would have run, and which of its stacks nothing else deploys."""
+    entry = support.BY_KEY.get("procedure")
+    if entry is None:
+        return  # procedures are run: nothing to say
+    cfg = res.typed_config(ProcedureConfig)
+    runs: list[str] = []
+    stacks: list[str] = []
+    all_stacks = [r.name for r in rs.stacks()]
+    for stage in cfg.stages:
+        if not stage.enabled:
+            continue
+        for ex in stage.executions:
+            if not ex.enabled:
+                continue
+            target = ex.execution.target()
+            runs.append(f"{ex.execution.type} {target}".strip())
+            if ex.execution.type in _STACK_EXECUTIONS and target:
+                stacks.append(target)
+            elif ex.execution.type in _BATCH_STACK_EXECUTIONS and target:
+                stacks.extend(matching(target, all_stacks))
+    message = f'procedure "{res.name}": {entry.instead}'
+    if runs:
+        message += f"; it would run {', '.join(runs)}"
+    idle = [
+        s
+        for s in dict.fromkeys(stacks)
+        if (st := rs.resources.get(("stack", s))) is not None and not st.deploy
+    ]
+    if idle:
+        message += (
+            f"; {', '.join(idle)} {'have' if len(idle) > 1 else 'has'} deploy = false, so"
+            " stackward never deploys"
+            f" {'them' if len(idle) > 1 else 'it'}"
+        )
+        for s in idle:
+            rs.inert.setdefault(("stack", s), []).append(entry.key)
+    rs.inert.setdefault(res.key, []).append(entry.key)
+    rs.findings.append(
+        Finding(res.source.file, rs.line(res.source), "warning", message, "inert", entry.key)
+    )
+
+
+_STACK_EXECUTIONS = frozenset({"DeployStack", "DeployStackIfChanged"})
+_BATCH_STACK_EXECUTIONS = frozenset({"BatchDeployStack", "BatchDeployStackIfChanged"})
+
+
+def matching(pattern: str, names: list[str]) -> list[str]:
+    """The names a Komodo batch ``pattern`` selects: a list (lines or commas) of wildcards, or
+    of regular expressions written between backslashes (Komodo's
+    ``list_full_for_user_using_pattern`` in ``bin/core/src/resource/mod.rs``)."""
+    chosen: set[str] = set()
+    for p in parse_string_list(pattern):
+        if len(p) > 1 and p.startswith("\\") and p.endswith("\\"):
+            try:
+                rx = re.compile(p[1:-1])
+            except re.error:
+                continue
+            chosen.update(n for n in names if rx.search(n))
+        else:
+            chosen.update(n for n in names if fnmatch.fnmatchcase(n, p))
+    return [n for n in names if n in chosen]
 
 
 def _check_cycles(rs: ResourceSet) -> None:

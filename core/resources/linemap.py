@@ -62,17 +62,45 @@ def _split_key(dotted: str) -> list[str]:
 class LineMap:
     """Key path -> 1-based line number, built from the source text on first use."""
 
-    __slots__ = ("_text", "_lines")
+    __slots__ = ("_text", "_lines", "_open", "_split")
 
     def __init__(self, text: str) -> None:
         self._text = text
         self._lines: dict[Path, int] | None = None
+        self._open: int | None = None
+        self._split: list[str] | None = None
+
+    def _scanned(self) -> dict[Path, int]:
+        lines = self._lines
+        if lines is None:
+            lines, self._open = _scan(self._text)
+            self._lines = lines
+        return lines
+
+    def unterminated(self) -> int | None:
+        """The line where a multi-line string, an array or an inline table opened and never
+        closed (tomllib says only "at end of document"), or None."""
+        self._scanned()
+        return self._open
+
+    def text_lines(self) -> list[str]:
+        if self._split is None:
+            self._split = self._text.splitlines()
+        return self._split
+
+    def find(self, path: Sequence[str | int], pattern: re.Pattern[str], span: int) -> int:
+        """The first line, from ``path``'s own line through ``span`` more, where ``pattern``
+        is found (a line inside a multi-line value); ``path``'s line when none."""
+        start = self.line_of(path)
+        lines = self.text_lines()
+        for n in range(start, min(start + span, len(lines)) + 1):
+            if pattern.search(lines[n - 1]):
+                return n
+        return start
 
     def line_of(self, path: Sequence[str | int]) -> int:
         """Line of ``path`` or of its nearest ancestor that has one; 1 when none has."""
-        lines = self._lines
-        if lines is None:
-            lines = self._lines = _scan(self._text)
+        lines = self._scanned()
         p = tuple(path)
         while p:
             found = lines.get(p)
@@ -82,8 +110,10 @@ class LineMap:
         return 1
 
 
-def _scan(text: str) -> dict[Path, int]:  # noqa: C901 - one state machine, kept together
+def _scan(text: str) -> tuple[dict[Path, int], int | None]:  # noqa: C901 - one state machine
+    """Key paths to lines, and the line of a string or bracket still open at the end."""
     lines: dict[Path, int] = {}
+    opened = 0  # where the current multi-line string or outermost bracket opened
     aot_index: dict[Path, int] = {}
     table: Path = ()
     mode = 0  # 0 normal, 1 in ml basic string, 2 in ml literal string, 3 in brackets
@@ -154,23 +184,27 @@ def _scan(text: str) -> dict[Path, int]:  # noqa: C901 - one state machine, kept
                 e = _END_ML_BASIC.match(line, pos)
                 if e is None:
                     mode = 1
+                    opened = opened if depth else lineno
                     break
                 pos = e.end()
             elif tok == "'''":
                 e = _END_ML_LITERAL.match(line, pos)
                 if e is None:
                     mode = 2
+                    opened = opened if depth else lineno
                     break
                 pos = e.end()
             elif tok == "#":
                 break
             elif tok in "[{":
+                if depth == 0:
+                    opened = lineno
                 depth += 1
             elif tok in "]}":
                 depth -= 1
         if mode in (0, 3):
             mode = 3 if depth > 0 else 0
-    return lines
+    return lines, (opened if mode else None)
 
 
 def _resolve(parts: list[str], aot_index: dict[Path, int], *, new_element: bool) -> Path:

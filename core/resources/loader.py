@@ -13,7 +13,6 @@ Only per-entry checks live here; checks across entries and files are in :mod:`.c
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ try:  # optional fast parser, see parse_toml()
 except ImportError:  # pragma: no cover - tomllib alone is correct, only slower
     rtoml = None  # type: ignore[assignment]
 
+from core.resources import envtext, support
 from core.resources import schema as S
 from core.resources.gcpause import gc_paused
 from core.resources.linemap import LineMap
@@ -40,6 +40,7 @@ from core.resources.models import (
     Severity,
     SourceRef,
 )
+from core.resources.suggest import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ KeyPath = tuple[str | int, ...]
 _TOML_POS = re.compile(r"\(at line (\d+), column \d+\)")
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h)?\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, None: 1}
-_ENV_LINE = re.compile(r"^\s*(?:-\s*)?(?:export\s+)?([A-Za-z_][A-Za-z0-9_.\-]*)\s*[=:]\s?(.*)$")
+_END_OF_DOCUMENT = "at end of document"
+_SAMPLE = 8192  # bytes looked at for a NUL (a binary file)
 
 
 def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -65,20 +67,44 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 def load_paths(paths: Iterable[str | os.PathLike[str]]) -> ResourceSet:
     """Load every file (directories recursively) into one :class:`ResourceSet`.
 
-    A file that cannot be read is an error finding at line 1; nothing raises for a bad file.
+    A file that cannot be read, or is not text (a NUL byte, not UTF-8), is an error finding at
+    line 1 with code ``unreadable`` (the CLI exits 2 on it); nothing raises for a bad file.
     """
     rs = ResourceSet()
     for path in collect_files(paths):
         name = str(path)
         try:
-            text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM
-        except (OSError, UnicodeDecodeError) as exc:
+            data = path.read_bytes()
+        except OSError as exc:
+            why = exc.strerror or str(exc)
             rs.findings.append(
-                Finding(name, 1, "error", f"cannot read the file: {exc}", "unreadable")
+                Finding(name, 1, "error", f"cannot read the file: {why}", "unreadable")
+            )
+            continue
+        text = _decode(data)
+        if text is None:
+            rs.findings.append(
+                Finding(
+                    name,
+                    1,
+                    "error",
+                    "not a text file (binary, or not UTF-8): give a Komodo resource file (TOML)",
+                    "unreadable",
+                )
             )
             continue
         load_text(text, name, rs)
     return rs
+
+
+def _decode(data: bytes) -> str | None:
+    """UTF-8 text (a BOM tolerated), or None for binary data."""
+    if b"\x00" in data[:_SAMPLE]:
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
 
 
 def load_text(text: str, file: str, rs: ResourceSet | None = None) -> ResourceSet:
@@ -106,9 +132,16 @@ def _load_text(text: str, file: str, rs: ResourceSet) -> ResourceSet:
     try:
         data = parse_toml(text)
     except tomllib.TOMLDecodeError as exc:
-        m = _TOML_POS.search(str(exc))
+        text_of = str(exc)
+        m = _TOML_POS.search(text_of)
         line = int(m.group(1)) if m else 1
-        msg = _TOML_POS.sub("", str(exc)).strip()
+        msg = _TOML_POS.sub("", text_of).strip()
+        if _END_OF_DOCUMENT in text_of:
+            opened = LineMap(text).unterminated()
+            if opened is not None:
+                line = opened
+                msg = msg.replace(f"({_END_OF_DOCUMENT})", "").strip()
+                msg = f"{msg}: it opens here and is never closed"
         rs.findings.append(
             Finding(file, line, "error", f"not valid TOML: {msg}; fix the syntax", "toml")
         )
@@ -120,9 +153,8 @@ def _load_text(text: str, file: str, rs: ResourceSet) -> ResourceSet:
 
 
 def suggest(key: str, known: Iterable[str]) -> str:
-    """``' (did you mean "x"?)'`` for a near miss, else ``''``."""
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.7)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+    """``' (did you mean "x"?)'`` for a near miss, else ``''`` (see :mod:`.suggest`)."""
+    return did_you_mean(key, known)
 
 
 class _Loader:
@@ -131,12 +163,21 @@ class _Loader:
         self.linemap = linemap
         self.rs = rs
         self.entry = ""  # 'stack "web": ' while an entry is being loaded
+        self.current: tuple[str, str] | None = None  # (kind, name) of that entry
+        self.spelled: dict[str, str] = {}  # canonical config key -> as written, of that entry
 
     # -- reporting ----------------------------------------------------------------------------
-    def report(self, severity: Severity, path: KeyPath, message: str, code: str) -> None:
-        self.rs.findings.append(
-            Finding(self.file, self.linemap.line_of(path), severity, message, code)
-        )
+    def report(
+        self, severity: Severity, path: KeyPath, message: str, code: str, key: str = ""
+    ) -> None:
+        self.report_at(self.linemap.line_of(path), severity, message, code, key)
+
+    def report_at(
+        self, line: int, severity: Severity, message: str, code: str, key: str = ""
+    ) -> None:
+        self.rs.findings.append(Finding(self.file, line, severity, message, code, key))
+        if severity == "error" and self.current is not None:
+            self.rs.faulty.add(self.current)
 
     def error(self, path: KeyPath, message: str, code: str = "invalid") -> None:
         self.report("error", path, message, code)
@@ -152,23 +193,49 @@ class _Loader:
             "type",
         )
 
+    def rejected(self, path: KeyPath, what: str, instead: str) -> None:
+        """A shape stackward could read but Komodo does not: its sync fails on the file."""
+        self.error(
+            path,
+            f"{self.entry}{_dotted(path)}: {what}: Komodo does not accept this (its sync fails"
+            f" to read the file); {instead}",
+            "komodo_rejects",
+        )
+
+    def inert(self, path: KeyPath, entry: support.Inert) -> None:
+        field = ".".join(p for p in path[3:] if isinstance(p, str)) or entry.key
+        self.report("warning", path, f"{self.entry}{field} {entry.instead}", "inert", entry.key)
+        if self.current is not None:
+            self.rs.inert.setdefault(self.current, []).append(entry.key)
+
     # -- top level ----------------------------------------------------------------------------
     def load(self, data: dict[str, Any]) -> None:
+        seen: dict[str, str] = {}
         for key, value in data.items():
             self.entry = ""
-            if key == "tiers":
+            self.current = None
+            kind = S.KIND_ALIASES.get(key, key)
+            if kind in seen and kind != "tiers":
+                self.error(
+                    (key,),
+                    f'"{key}" and "{seen[kind]}" are the same table for Komodo; keep one',
+                    "duplicate",
+                )
+                continue
+            seen[kind] = key
+            if kind == "tiers":
                 self.load_tiers(value)
-            elif key in S.UNSUPPORTED_KINDS:
+            elif kind in S.UNSUPPORTED_KINDS:
                 entries = value if isinstance(value, list) else [value]
                 for i, entry in enumerate(entries):
                     name = entry.get("name", "?") if isinstance(entry, dict) else "?"
                     self.warn(
                         (key, i) if isinstance(value, list) else (key,),
-                        f'[[{key}]] "{name}": {key} resources are not supported by stackward,'
+                        f'[[{key}]] "{name}": {kind} resources are not supported by stackward,'
                         " ignored",
                         "unsupported",
                     )
-            elif key in S.ENTRY_KEYS:
+            elif kind in S.ENTRY_KEYS:
                 if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
                     self.error(
                         (key,),
@@ -178,11 +245,12 @@ class _Loader:
                     )
                     continue
                 for i, entry in enumerate(value):
-                    self.load_entry(key, i, entry)
+                    self.load_entry(kind, key, i, entry)
             else:
                 self.warn(
                     (key,),
-                    f'unknown top-level key "{key}"{suggest(key, S.TOP_LEVEL_KEYS)}; it is ignored',
+                    f'unknown top-level key "{key}"{did_you_mean(key, S.TOP_LEVEL_KEYS)}; it is'
+                    " ignored",
                 )
 
     def load_tiers(self, value: Any) -> None:
@@ -207,19 +275,20 @@ class _Loader:
         self.rs.tiers = list(value)
         self.rs.tiers_source = src
 
-    def load_entry(self, kind: str, index: int, entry: dict[str, Any]) -> None:
-        base: KeyPath = (kind, index)
+    def load_entry(self, kind: str, written: str, index: int, entry: dict[str, Any]) -> None:
+        base: KeyPath = (written, index)
         entry_keys = S.ENTRY_KEYS[kind]
         config_keys = S.CONFIG_KEYS[kind]
         name = entry.get("name")
         if not isinstance(name, str) or not name.strip():
             self.error(
                 base,
-                f'[[{kind}]] entry {index + 1} has no name: add name = "..."',
+                f'[[{written}]] entry {index + 1} has no name: add name = "..."',
                 "missing_name",
             )
             return
         self.entry = f'{kind} "{name}": '
+        self.current = (kind, name)
         fields: dict[str, Any] = {}
         for key, value in entry.items():
             path = (*base, key)
@@ -227,10 +296,11 @@ class _Loader:
                 continue
             code = entry_keys.get(key)
             if code is None:
-                hint = suggest(key, entry_keys)
-                if not hint and key in config_keys:
-                    hint = f" (it belongs in [{kind}.config])"
-                self.warn(path, f'[[{kind}]] "{name}": unknown key "{key}"{hint}; it is ignored')
+                if key in config_keys or key in S.ALIASES.get(kind, {}):
+                    hint = f" (it belongs in [{written}.config])"
+                else:
+                    hint = did_you_mean(key, entry_keys)
+                self.warn(path, f'[[{written}]] "{name}": unknown key "{key}"{hint}; it is ignored')
                 continue
             ok, norm = self.check(value, code, path)
             if ok:
@@ -251,7 +321,7 @@ class _Loader:
             self.wrong_type((*base, "config"), S.TABLE, raw_config)
             config_dict = {}
         else:
-            config_dict = self.load_config(kind, name, base, raw_config, entry_keys)
+            config_dict = self.load_config(kind, written, name, base, raw_config, entry_keys)
         on_drift = fields.get("on_drift")
         if on_drift is not None and on_drift not in S.ON_DRIFT_VALUES:
             self.error(
@@ -263,8 +333,10 @@ class _Loader:
         try:
             config = msgspec.convert(config_dict, CONFIG_TYPES[kind])
         except msgspec.ValidationError as exc:  # a gap between schema and models; stay usable
-            self.error((*base, "config"), f'[{kind}.config] of "{name}": {exc}', "type")
+            self.error((*base, "config"), f'[{written}.config] of "{name}": {exc}', "type")
             config = CONFIG_TYPES[kind]()
+        if kind != "variable":
+            self.check_inert(kind, base, config_dict, self.spelled, config)
         resource = Resource(
             kind=kind,
             name=name,
@@ -292,6 +364,7 @@ class _Loader:
     def load_config(
         self,
         kind: str,
+        written: str,
         name: str,
         base: KeyPath,
         raw: dict[str, Any],
@@ -306,17 +379,19 @@ class _Loader:
             canon = aliases.get(key, key)
             code = known.get(canon)
             if code is None:
-                hint = suggest(key, [*known, *aliases])
-                if not hint and key in entry_keys:
-                    hint = f" (it belongs in the [[{kind}]] entry, not in its config)"
+                if key in entry_keys:
+                    hint = f" (it belongs on the [[{written}]] entry, not in its config)"
+                else:
+                    hint = did_you_mean(key, [*known, *aliases])
                 self.warn(
-                    path, f'[{kind}.config] of "{name}": unknown key "{key}"{hint}; it is ignored'
+                    path,
+                    f'[{written}.config] of "{name}": unknown key "{key}"{hint}; it is ignored',
                 )
                 continue
             if canon in spelled:
                 self.error(
                     path,
-                    f'[{kind}.config] of "{name}": "{key}" and "{spelled[canon]}" are the same'
+                    f'[{written}.config] of "{name}": "{key}" and "{spelled[canon]}" are the same'
                     " field; keep one",
                     "duplicate",
                 )
@@ -325,7 +400,34 @@ class _Loader:
             ok, norm = self.check(value, code, path)
             if ok:
                 out[canon] = norm
+        self.spelled = spelled
         return out
+
+    def check_inert(
+        self,
+        kind: str,
+        base: KeyPath,
+        out: dict[str, Any],
+        spelled: dict[str, str],
+        config: Any,
+    ) -> None:
+        """A warning for each field written that asks for what stackward does not do
+        (:mod:`.support`)."""
+        for entry in support.by_kind(kind):
+            field = entry.path[0]
+            if field not in out:
+                continue
+            value = out[field]
+            default = _defaults(kind).get(field)
+            path: KeyPath = (*base, "config", spelled[field])
+            for sub in entry.path[1:]:
+                inner = value[0] if isinstance(value, list) and value else value
+                if not isinstance(inner, dict) or sub not in inner:
+                    break
+                value, default, path = inner[sub], None, (*path, sub)
+            else:
+                if support.applies(entry, value, default, config):
+                    self.inert(path, entry)
 
     # -- values -------------------------------------------------------------------------------
     def check(self, value: Any, code: str, path: KeyPath) -> tuple[bool, Any]:  # noqa: C901
@@ -350,8 +452,7 @@ class _Loader:
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
                 return True, value
             if isinstance(value, str):
-                parts = (p.strip() for p in re.split(r"[\n,]", value))
-                return True, [p for p in parts if p and not p.startswith("#")]
+                return True, parse_string_list(value)
         elif code == S.ENV:
             return self.check_env(value, path)
         elif code == S.COMMAND:
@@ -362,7 +463,7 @@ class _Loader:
             return self.check_file_list(value, path, S.CONFIG_FILE_KEYS, code)
         elif code == S.HEALTH:
             if isinstance(value, dict):
-                return True, self.check_table(value, path, S.HEALTH_KEYS, "health")
+                return True, self.check_table(value, path, S.HEALTH_KEYS)
         elif code == S.DURATION:
             if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                 return True, value
@@ -373,76 +474,113 @@ class _Loader:
         elif code == S.TABLE_LIST:
             if isinstance(value, list) and all(isinstance(v, dict) for v in value):
                 return True, value
+        elif code == S.WINDOWS:
+            return self.check_windows(value, path)
         elif code == S.STAGES:
             return self.check_stages(value, path)
         self.wrong_type(path, code, value)
         return False, None
 
     def check_table(
-        self, value: dict[str, Any], path: KeyPath, keys: dict[str, str], what: str
+        self,
+        value: dict[str, Any],
+        path: KeyPath,
+        keys: dict[str, str],
+        aliases: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        spelled: dict[str, str] = {}
         for k, v in value.items():
             sub = (*path, k)
-            code = keys.get(k)
+            canon = (aliases or {}).get(k, k)
+            code = keys.get(canon)
             if code is None:
-                self.warn(
-                    sub, f'{_dotted(path)}: unknown key "{k}"{suggest(k, keys)}; it is ignored'
+                hint = did_you_mean(k, [*keys, *(aliases or {})])
+                self.warn(sub, f'{_dotted(path)}: unknown key "{k}"{hint}; it is ignored')
+                continue
+            if canon in spelled:
+                self.error(
+                    sub,
+                    f'{_dotted(path)}: "{k}" and "{spelled[canon]}" are the same field; keep one',
+                    "duplicate",
                 )
                 continue
+            spelled[canon] = k
             ok, norm = self.check(v, code, sub)
             if ok:
-                out[k] = norm
+                out[canon] = norm
         return out
 
     def check_env(self, value: Any, path: KeyPath) -> tuple[bool, Any]:
+        """Komodo's ``env_vars_deserializer``: a string, or an array of ``{variable, value}``;
+        the result is the string Komodo keeps."""
         if isinstance(value, dict):
-            lines = []
-            for k, v in value.items():
-                if isinstance(v, dict | list):
-                    self.error(
-                        (*path, k),
-                        f"{_dotted(path)}.{k}: an environment value must be a string, number or"
-                        " boolean",
-                        "type",
-                    )
-                    continue
-                lines.append(f"{k}={_env_scalar(v)}")
-            return True, "\n".join(lines)
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            value = "\n".join(value)
+            self.rejected(
+                path,
+                "a table",
+                'write the variables as a multi-line string: environment = """ then one'
+                ' KEY = value a line, then """',
+            )
+            return False, None
+        if isinstance(value, list):
+            return self.check_env_pairs(value, path)
         if not isinstance(value, str):
             self.wrong_type(path, S.ENV, value)
             return False, None
-        out = []
-        for n, raw in enumerate(value.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            m = _ENV_LINE.match(line)
-            if m is None:
-                self.error(
-                    path,
-                    f"{_dotted(path)}: line {n} of the value is not KEY=value: {line[:40]!r}",
+        text = envtext.from_string(value)
+        span = text.count("\n") + 1
+        for item in envtext.parse_lines(text):
+            if isinstance(item, envtext.EnvProblem):
+                line = self.linemap.find(path, re.compile(re.escape(item.text)), span)
+                self.report_at(
+                    line,
+                    "error",
+                    f"{self.entry}{_dotted(path)}: {item.text[:60]!r} is not an assignment (no"
+                    " '=' or ':'); Komodo's deploy fails on it: write KEY = value, or start the"
+                    " line with # to make it a comment",
                     "env",
                 )
+        return True, text
+
+    def check_env_pairs(self, value: list[Any], path: KeyPath) -> tuple[bool, Any]:
+        pairs: list[tuple[str, str]] = []
+        ok = True
+        for i, item in enumerate(value):
+            sub = (*path, i)
+            if not isinstance(item, dict):
+                self.rejected(
+                    sub,
+                    f"an array item that is {_type_word(item)}",
+                    'an array holds tables {variable = "KEY", value = "..."}; or write a'
+                    " multi-line string of KEY = value lines",
+                )
+                ok = False
                 continue
-            val = m.group(2).strip()
-            out.append(f"{m.group(1)}={val}")
-        return True, "\n".join(out)
+            t = self.check_table(item, sub, S.ENV_VAR_KEYS)
+            missing = [k for k in S.ENV_VAR_KEYS if k not in t]
+            if missing:
+                self.rejected(sub, f"no {' and no '.join(missing)}", "give both variable and value")
+                ok = False
+                continue
+            pairs.append((t["variable"], t["value"]))
+        return ok, envtext.from_pairs(pairs)
 
     def check_command(self, value: Any, path: KeyPath) -> tuple[bool, Any]:
-        items = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, dict) for v in items):
+        """Komodo's ``SystemCommand``: one table ``{path, command, shell_mode}``; a command
+        that is empty after trimming its end is none (``SystemCommand::is_none``)."""
+        if isinstance(value, list):
+            self.rejected(
+                path,
+                "an array of commands",
+                "write one table {path, command} and put the commands in one multi-line"
+                " command, a line each",
+            )
+            return False, None
+        if not isinstance(value, dict):
             self.wrong_type(path, S.COMMAND, value)
             return False, None
-        out = []
-        for i, item in enumerate(items):
-            sub = (*path, i) if isinstance(value, list) else path
-            t = self.check_table(item, sub, S.COMMAND_KEYS, "command")
-            if t.get("command", "").strip() or t.get("path", ""):
-                out.append(t)
-        return True, out
+        t = self.check_table(value, path, S.COMMAND_KEYS)
+        return True, ([t] if t.get("command", "").strip() else [])
 
     def check_file_list(
         self, value: Any, path: KeyPath, keys: dict[str, str], code: str
@@ -458,36 +596,59 @@ class _Loader:
             if isinstance(item, str):
                 out.append({"path": item})
             elif isinstance(item, dict):
-                t = self.check_table(item, sub, keys, "file")
+                t = self.check_table(item, sub, keys)
                 if "path" not in t:
                     self.error(sub, f'{_dotted(path)}[{i}]: add path = "..."', "missing_path")
                     continue
                 req = t.get("requires")
-                if req is not None and req not in S.CONFIG_FILE_REQUIRES:
-                    self.error(
-                        sub,
-                        f'{_dotted(path)}[{i}].requires: "{req}" is not one of'
-                        f" {', '.join(S.CONFIG_FILE_REQUIRES)}",
-                        "value",
-                    )
-                    t.pop("requires")
+                if req is not None:
+                    canon = S.CONFIG_FILE_REQUIRES.get(req)
+                    if canon is None:
+                        self.error(
+                            sub,
+                            f'{_dotted(path)}[{i}].requires: "{req}" is not one of'
+                            f" {', '.join(sorted(set(S.CONFIG_FILE_REQUIRES.values())))}",
+                            "value",
+                        )
+                        t.pop("requires")
+                    else:
+                        t["requires"] = canon
                 out.append(t)
             else:
                 self.wrong_type(sub, code, item)
         return True, out
 
+    def check_windows(self, value: Any, path: KeyPath) -> tuple[bool, Any]:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.wrong_type(path, S.WINDOWS, value)
+            return False, None
+        return True, [
+            self.check_table(w, (*path, i), S.MAINTENANCE_WINDOW_KEYS) for i, w in enumerate(value)
+        ]
+
     def check_stages(self, value: Any, path: KeyPath) -> tuple[bool, Any]:
+        """Komodo's ``ProcedureStage`` (``name`` required, ``execution`` an alias of
+        ``executions``) and ``EnabledExecution`` (``execution`` required)."""
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             self.wrong_type(path, S.STAGES, value)
             return False, None
         stages = []
         for i, stage in enumerate(value):
-            st = self.check_table(stage, (*path, i), S.STAGE_KEYS, "stage")
+            spath = (*path, i)
+            st = self.check_table(stage, spath, S.STAGE_KEYS, S.STAGE_ALIASES)
+            if "name" not in st:
+                self.rejected(spath, "a stage without a name", 'add name = "..."')
+            spelled = next((k for k in S.STAGE_ALIASES if k in stage), "executions")
             execs = []
             for j, ex in enumerate(st.get("executions", [])):
-                epath = (*path, i, "executions", j)
-                e = self.check_table(ex, epath, S.EXECUTION_KEYS, "execution")
-                inner = e.get("execution", {})
+                epath = (*spath, spelled, j)
+                e = self.check_table(ex, epath, S.EXECUTION_KEYS)
+                inner = e.get("execution")
+                if inner is None:
+                    self.rejected(
+                        epath, "no execution", 'add execution = {type = "...", params = {...}}'
+                    )
+                    continue
                 if not isinstance(inner, dict) or not isinstance(inner.get("type", ""), str):
                     self.error(
                         epath,
@@ -504,6 +665,31 @@ class _Loader:
             st["executions"] = execs
             stages.append(st)
         return True, stages
+
+
+_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def _defaults(kind: str) -> dict[str, Any]:
+    """The default config of ``kind`` as plain data (what an unwritten field holds)."""
+    found = _DEFAULTS.get(kind)
+    if found is None:
+        found = _DEFAULTS[kind] = msgspec.to_builtins(CONFIG_TYPES[kind]())
+    return found
+
+
+def parse_string_list(source: str) -> list[str]:
+    """Komodo's ``parse_string_list`` (``client/core/rs/src/parsers.rs``): lines, then commas;
+    blank lines, ``#`` lines and end-of-line `` #`` comments dropped."""
+    out: list[str] = []
+    for raw in source.split("\n"):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        for part in line.split(" #", 1)[0].split(","):
+            if part.strip():
+                out.append(part.strip())
+    return out
 
 
 def _dotted(path: Sequence[str | int]) -> str:

@@ -9,11 +9,13 @@ loader checks types itself (to report every fault with its line), then builds th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from core.exceptions import ResourceError
 from core.resources.linemap import LineMap
 
 Severity = Literal["error", "warning"]
@@ -27,6 +29,7 @@ class Finding(msgspec.Struct, frozen=True, order=True):
     severity: Severity
     message: str
     code: str = "invalid"
+    key: str = ""  # for code "inert": the field's key in core.resources.support
 
     def format(self) -> str:
         return f"{self.file}:{self.line}: {self.severity}: {self.message}"
@@ -46,6 +49,9 @@ class SourceRef(msgspec.Struct, frozen=True):
 
 
 class SystemCommand(msgspec.Struct, omit_defaults=False):
+    """Komodo's ``SystemCommand``: ``command`` (one or more lines) run in ``path``; with
+    ``shell_mode`` the lines go to the shell as one script."""
+
     path: str = ""
     command: str = ""
     shell_mode: bool = False
@@ -57,9 +63,26 @@ class EnvFile(msgspec.Struct):
 
 
 class ConfigFile(msgspec.Struct):
+    """Komodo's ``StackFileDependency``; ``requires`` defaults to ``None`` as there."""
+
     path: str
     services: list[str] = msgspec.field(default_factory=list)
-    requires: str = "Restart"
+    requires: Literal["None", "Restart", "Redeploy"] = "None"
+
+
+class MaintenanceWindow(msgspec.Struct):
+    """Komodo's ``MaintenanceWindow`` (alerts are held during it)."""
+
+    name: str = ""
+    description: str = ""
+    schedule_type: str = "Daily"
+    day_of_week: str = ""
+    date: str = ""
+    hour: int = 0
+    minute: int = 0
+    duration_minutes: int = 0
+    timezone: str = ""
+    enabled: bool = True
 
 
 class Health(msgspec.Struct):
@@ -103,6 +126,7 @@ class StackConfig(msgspec.Struct):
     send_alerts: bool = True
     registry_provider: str = ""
     registry_account: str = ""
+    # Komodo's one SystemCommand each, held as a list of zero (no command) or one.
     pre_deploy: list[SystemCommand] = msgspec.field(default_factory=list)
     post_deploy: list[SystemCommand] = msgspec.field(default_factory=list)
     extra_args: list[str] = msgspec.field(default_factory=list)
@@ -142,7 +166,7 @@ class ServerConfig(msgspec.Struct):
     mem_critical: float = 95.0
     disk_warning: float = 75.0
     disk_critical: float = 95.0
-    maintenance_windows: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    maintenance_windows: list[MaintenanceWindow] = msgspec.field(default_factory=list)
     public_key: str = ""
 
 
@@ -150,7 +174,7 @@ class SwarmConfig(msgspec.Struct):
     servers: list[str] = msgspec.field(default_factory=list)
     links: list[str] = msgspec.field(default_factory=list)
     send_unhealthy_alerts: bool = True
-    maintenance_windows: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    maintenance_windows: list[MaintenanceWindow] = msgspec.field(default_factory=list)
 
 
 class RepoConfig(msgspec.Struct):
@@ -196,9 +220,34 @@ class ResourceSyncConfig(msgspec.Struct):
     file_contents: str = ""
 
 
+_TARGET_PARAMS = (
+    "stack",
+    "deployment",
+    "build",
+    "repo",
+    "procedure",
+    "action",
+    "sync",
+    "server",
+    "swarm",
+    "pattern",
+)
+
+
 class Execution(msgspec.Struct):
+    """Komodo's ``Execution``: ``{type, params}`` (the params depend on the type; typed when
+    procedures are run, until then kept as written)."""
+
     type: str = "None"
     params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def target(self) -> str:
+        """What the execution acts on (its ``stack``, ``repo``... or ``pattern``), or ""."""
+        for key in _TARGET_PARAMS:
+            value = self.params.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return ""
 
 
 class StageExecution(msgspec.Struct):
@@ -250,10 +299,13 @@ CONFIG_TYPES: dict[str, type[Any]] = {
 }
 
 
+C = TypeVar("C", bound=msgspec.Struct)
+
+
 class Resource(msgspec.Struct):
     kind: str
     name: str
-    config: Any
+    config: Any  # the Struct of CONFIG_TYPES[kind]; typed access: typed_config()
     source: SourceRef
     description: str = ""
     tags: list[str] = msgspec.field(default_factory=list)
@@ -266,6 +318,46 @@ class Resource(msgspec.Struct):
     def key(self) -> tuple[str, str]:
         return (self.kind, self.name)
 
+    def typed_config(self, cls: type[C]) -> C:
+        """The config as ``cls`` (checked): ``res.typed_config(StackConfig).run_directory``."""
+        if not isinstance(self.config, cls):
+            raise TypeError(f"{self.kind} {self.name!r}: its config is no {cls.__name__}")
+        return self.config
+
+
+def config_from_canonical(kind: str, config: Mapping[str, Any]) -> Any:
+    """A stored canonical config (``canonical(res)["config"]``, plain data) as the typed Struct
+    the loader builds (:data:`CONFIG_TYPES`). Fields the stored form lacks (stored before they
+    existed) take their defaults, so a stored config and a newly loaded one compare equal field
+    by field. Raises :class:`ResourceError` when the data does not fit the kind."""
+    cls = CONFIG_TYPES.get(kind)
+    if cls is None:
+        raise ResourceError(f"no resource kind {kind!r}")
+    try:
+        return msgspec.convert(config, cls)
+    except msgspec.ValidationError as exc:
+        raise ResourceError(f"stored {kind} config does not fit: {exc}") from exc
+
+
+def resource_from_canonical(
+    kind: str, name: str, data: Mapping[str, Any], source: SourceRef | None = None
+) -> Resource:
+    """A stored canonical resource (``canonical(res)``: description, tags, deploy, after, tier,
+    on_drift, config) back as the :class:`Resource` the loader builds, its config typed. A
+    secret variable comes back with its masked value (the store never holds the secret)."""
+    return Resource(
+        kind=kind,
+        name=name,
+        config=config_from_canonical(kind, data.get("config") or {}),
+        source=source or SourceRef("state", ()),
+        description=str(data.get("description") or ""),
+        tags=list(data.get("tags") or []),
+        deploy=bool(data.get("deploy", False)),
+        after=list(data.get("after") or []),
+        tier=str(data.get("tier") or ""),
+        on_drift=str(data.get("on_drift") or ""),
+    )
+
 
 @dataclass
 class ResourceSet:
@@ -277,6 +369,10 @@ class ResourceSet:
     findings: list[Finding] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     linemaps: dict[str, LineMap] = field(default_factory=dict)
+    # (kind, name) -> keys of core.resources.support that apply to the entry, in file order
+    inert: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    # (kind, name) of entries with an error of their own
+    faulty: set[tuple[str, str]] = field(default_factory=set)
 
     def line(self, source: SourceRef, *subpath: str | int) -> int:
         lm = self.linemaps.get(source.file)
@@ -292,7 +388,16 @@ class ResourceSet:
     ) -> Finding:
         f = Finding(source.file, self.line(source, *subpath), severity, message, code)
         self.findings.append(f)
+        if severity == "error":
+            owner = next((r.key for r in self.resources.values() if r.source == source), None)
+            if owner is not None:
+                self.faulty.add(owner)
         return f
+
+    def config(self, kind: str, name: str, cls: type[C]) -> C | None:
+        """The typed config of ``(kind, name)``, or None: ``rs.config("repo", n, RepoConfig)``."""
+        res = self.resources.get((kind, name))
+        return None if res is None else res.typed_config(cls)
 
     def of_kind(self, kind: str) -> list[Resource]:
         return [r for r in self.resources.values() if r.kind == kind]

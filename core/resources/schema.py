@@ -22,14 +22,15 @@ INT: Final = "int"
 NUMBER: Final = "number"
 STRLIST: Final = "strlist"  # a list of strings, or one string split on newlines/commas
 STRLIST_STRICT: Final = "list[str]"
-ENV: Final = "env"  # multi-line KEY=value string, or a table of KEY = value
-COMMAND: Final = "command"  # {path, command}, or an array of them
+ENV: Final = "env"  # multi-line KEY=value string, or an array of {variable, value}
+COMMAND: Final = "command"  # {path, command, shell_mode}
 ENV_FILES: Final = "env_files"  # list of strings or {path, track}
 CONFIG_FILES: Final = "config_files"  # list of strings or {path, services, requires}
 HEALTH: Final = "health"  # {timeout, wait}
 DURATION: Final = "duration"  # seconds (int) or "90s" / "5m" / "1h"
 STAGES: Final = "stages"
 TABLE_LIST: Final = "list[table]"
+WINDOWS: Final = "windows"  # maintenance windows
 TABLE: Final = "table"
 ANY: Final = "any"
 
@@ -40,14 +41,15 @@ TYPE_WORDS: Final[dict[str, str]] = {
     NUMBER: "a number",
     STRLIST: "a list of strings",
     STRLIST_STRICT: "a list of strings",
-    ENV: 'a multi-line string of KEY=value lines or a table of KEY = "value"',
-    COMMAND: "a table {path, command}",
+    ENV: "a multi-line string of KEY = value lines, or an array of tables {variable, value}",
+    COMMAND: "a table {path, command, shell_mode}",
     ENV_FILES: "a list of paths or of tables {path, track}",
     CONFIG_FILES: "a list of paths or of tables {path, services, requires}",
     HEALTH: "a table {timeout, wait}",
     DURATION: 'a duration: seconds as an integer, or a string such as "90s", "5m", "1h"',
     STAGES: "an array of tables {name, enabled, executions}",
     TABLE_LIST: "an array of tables",
+    WINDOWS: "an array of tables {name, schedule_type, day_of_week, date, hour, minute, ...}",
     TABLE: "a table",
     ANY: "any value",
 }
@@ -66,6 +68,22 @@ UNSUPPORTED_KINDS: Final = frozenset(
     {"build", "builder", "action", "alerter", "user_group", "deployment", "server_template"}
 )
 TOP_LEVEL_KEYS: Final = frozenset({*SUPPORTED_KINDS, *UNSUPPORTED_KINDS, "tiers"})
+# Komodo's ResourcesToml takes the plural as well (``stacks``, ``servers``...): one canonical.
+KIND_ALIASES: Final[dict[str, str]] = {
+    "servers": "server",
+    "swarms": "swarm",
+    "repos": "repo",
+    "stacks": "stack",
+    "resource_syncs": "resource_sync",
+    "variables": "variable",
+    "procedures": "procedure",
+    "builds": "build",
+    "builders": "builder",
+    "actions": "action",
+    "alerters": "alerter",
+    "user_groups": "user_group",
+    "deployments": "deployment",
+}
 
 # Keys of the entry itself (outside ``config``), per kind.
 _COMMON_ENTRY: Final = {
@@ -166,14 +184,14 @@ CONFIG_KEYS: Final[dict[str, dict[str, str]]] = {
         "mem_critical": NUMBER,
         "disk_warning": NUMBER,
         "disk_critical": NUMBER,
-        "maintenance_windows": TABLE_LIST,
+        "maintenance_windows": WINDOWS,
         "public_key": STR,  # stackward
     },
     "swarm": {
         "servers": STRLIST,
         "links": STRLIST,
         "send_unhealthy_alerts": BOOL,
-        "maintenance_windows": TABLE_LIST,
+        "maintenance_windows": WINDOWS,
     },
     "repo": {
         "server": STR,
@@ -225,9 +243,31 @@ ALIASES: Final[dict[str, dict[str, str]]] = {
 
 # Sub-tables with their own key lists.
 COMMAND_KEYS: Final = {"path": STR, "command": STR, "shell_mode": BOOL}
+ENV_VAR_KEYS: Final = {"variable": STR, "value": STR}
 HEALTH_KEYS: Final = {"timeout": DURATION, "wait": BOOL}
 ENV_FILE_KEYS: Final = {"path": STR, "track": BOOL}
 CONFIG_FILE_KEYS: Final = {"path": STR, "services": STRLIST, "requires": STR}
 STAGE_KEYS: Final = {"name": STR, "enabled": BOOL, "executions": TABLE_LIST}
+STAGE_ALIASES: Final = {"execution": "executions"}  # Komodo's ProcedureStage
 EXECUTION_KEYS: Final = {"execution": ANY, "enabled": BOOL}
-CONFIG_FILE_REQUIRES: Final = ("None", "Restart", "Redeploy")
+# Komodo's StackFileRequires: the variant or its lowercase alias.
+CONFIG_FILE_REQUIRES: Final = {
+    "None": "None",
+    "none": "None",
+    "Restart": "Restart",
+    "restart": "Restart",
+    "Redeploy": "Redeploy",
+    "redeploy": "Redeploy",
+}
+MAINTENANCE_WINDOW_KEYS: Final = {
+    "name": STR,
+    "description": STR,
+    "schedule_type": STR,
+    "day_of_week": STR,
+    "date": STR,
+    "hour": INT,
+    "minute": INT,
+    "duration_minutes": INT,
+    "timezone": STR,
+    "enabled": BOOL,
+}

@@ -200,6 +200,14 @@ additional_env_files = ["../global.env", { path = "/mnt/env/.env", track = false
 pre_deploy.path = "/opt/hooks"
 
 [[stack]]
+name = "scripts"
+[stack.config]
+server = "host1"
+run_directory = "stacks/scripts"
+# Komodo runs it in run_directory/path: the repository's root here
+pre_deploy = { path = "../..", command = "sh scripts/x.sh" }
+
+[[stack]]
 name = "host"
 [stack.config]
 server = "host1"
