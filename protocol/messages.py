@@ -196,6 +196,7 @@ class RepoSync(_Command, frozen=True, tag="repo_sync"):
     commit: str
     path: str
     fence: Fence | None = None
+    credentials: GitCredentials | None = None
 
 
 class PreDeploy(_Command, frozen=True, tag="pre_deploy"):

@@ -42,6 +42,7 @@ from core.resources.models import (
     StackConfig,
     SwarmConfig,
     SystemCommand,
+    VariableConfig,
 )
 from core.resources.variables import Values
 from protocol.gitauth import komodo_username
@@ -86,13 +87,13 @@ class JobPlan:
 
 
 def repo_target_of(rs: ResourceSet, stack: Resource, values: Values) -> RepoTarget | None:
-    cfg: StackConfig = stack.config
+    cfg = stack.typed_config(StackConfig)
     if not cfg.linked_repo or cfg.files_on_host:
         return None
     repo = rs.resources.get(("repo", cfg.linked_repo))
     if repo is None:
         return None
-    rc: RepoConfig = repo.config
+    rc = repo.typed_config(RepoConfig)
     if not rc.server or not rc.path:
         return None
     path = values.interpolate(rc.path, where=f"repo {repo.name!r} path")
@@ -100,8 +101,9 @@ def repo_target_of(rs: ResourceSet, stack: Resource, values: Values) -> RepoTarg
 
 
 def values_of(rs: ResourceSet, secrets: dict[str, str]) -> Values:
-    variables = {r.name: r.config.value for r in rs.of_kind("variable")}
-    secret_names = [r.name for r in rs.of_kind("variable") if r.config.is_secret]
+    configs = {r.name: r.typed_config(VariableConfig) for r in rs.of_kind("variable")}
+    variables = {name: c.value for name, c in configs.items()}
+    secret_names = [name for name, c in configs.items() if c.is_secret]
     return Values(variables, secrets, secret_names)
 
 
@@ -127,7 +129,7 @@ def source_of(
     rs: ResourceSet, stack: Resource, values: Values, config: CoreConfig = DEFAULT_CONFIG
 ) -> Source | None:
     """Where a stack's files come from in git, or None when they do not come from git."""
-    cfg: StackConfig = stack.config
+    cfg = stack.typed_config(StackConfig)
     where = f"stack {stack.name!r}"
     if cfg.files_on_host:
         return None
@@ -135,7 +137,7 @@ def source_of(
         repo = rs.resources.get(("repo", cfg.linked_repo))
         if repo is None:
             raise JobError(f"{where}: linked_repo {cfg.linked_repo!r} is not a [[repo]] here")
-        rc: RepoConfig = repo.config
+        rc = repo.typed_config(RepoConfig)
         if rc.url:
             url = values.interpolate(rc.url, where=f"repo {repo.name!r} url")
         elif rc.repo:
@@ -202,13 +204,13 @@ def plan_job(
     stack = rs.resources.get(("stack", name))
     if stack is None:
         raise JobError(f"no stack named {name!r} in the resources")
-    cfg: StackConfig = stack.config
+    cfg = stack.typed_config(StackConfig)
     where = f"stack {name!r}"
     if cfg.swarm:
         swarm = rs.resources.get(("swarm", cfg.swarm))
         if swarm is None:
             raise JobError(f"{where}: swarm {cfg.swarm!r} is not a [[swarm]] here")
-        sc: SwarmConfig = swarm.config
+        sc = swarm.typed_config(SwarmConfig)
         if not sc.servers:
             raise JobError(f"swarm {cfg.swarm!r}: list its manager servers in servers = [...]")
         mode, servers = DeployMode.SWARM, tuple(sc.servers)

@@ -117,7 +117,7 @@ class DeployHandlers:
                 return await write.write_stack(self.root, command, emit)
             case RepoSync():
                 path = await repo.sync_repo(
-                    self.root, command.url, command.commit, command.path, emit
+                    self.root, command.url, command.commit, command.path, emit, command.credentials
                 )
                 return CheckoutReport(commit=command.commit, path=str(path))
             case PreDeploy():

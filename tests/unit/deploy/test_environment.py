@@ -1,4 +1,5 @@
-"""core.deploy.environment against Komodo's parser and writer, rule by rule.
+"""The env file Komodo would write for an ``environment``, rule by rule: the text read by
+``core.resources.envtext``, written by ``core.deploy.environment``.
 
 ``client/core/rs/src/parsers.rs``, ``parse_key_value_list`` (its doc example is the first test);
 ``client/core/rs/src/deserializers/environment.rs``, ``env_vars_deserializer``;
@@ -11,13 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.deploy.environment import (
-    EnvironmentLineError,
-    EnvironmentVar,
-    env_file_text,
-    environment_text,
-    parse_environment,
-)
+from core.deploy.environment import EnvironmentLineError, env_file_text, parse_environment
+from core.resources.envtext import from_pairs, from_string
 
 
 def pairs(text: str) -> list[tuple[str, str]]:
@@ -92,12 +88,12 @@ def test_the_file_is_empty_without_variables() -> None:
 
 def test_the_array_form() -> None:
     """``visit_seq``: ``[{variable, value}]`` becomes ``  variable = value`` lines."""
-    text = environment_text([{"variable": "A", "value": "1"}, {"variable": "B", "value": "x y"}])
+    text = from_pairs([("A", "1"), ("B", "x y")])
     assert text == "  A = 1\n  B = x y\n"
-    assert pairs(text) == [("A", "1"), ("B", "x y")]
-    assert environment_text([]) == ""
-    assert environment_text("A=1") == "A=1\n"
-    assert environment_text("") == ""
+    assert env_file_text(parse_environment(text)) == "A=1\nB=x y\n"
+    assert from_pairs([]) == ""
+    assert from_string("A=1") == "A=1\n"
+    assert from_string("") == ""
 
 
 def test_cut_only_at_newlines() -> None:
@@ -116,5 +112,5 @@ def test_cut_only_at_newlines() -> None:
 )
 def test_simple_lines_round_trip(items: list[tuple[str, str]]) -> None:
     text = "".join(f"{k}={v}\n" for k, v in items)
-    assert parse_environment(text) == [EnvironmentVar(k, v) for k, v in items]
+    assert pairs(text) == items
     assert env_file_text(parse_environment(text)) == text
