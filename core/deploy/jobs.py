@@ -19,7 +19,9 @@ Komodo's rules, each matched here once:
   files (``compose.yaml`` when ``file_paths`` is empty), the tracked ``additional_env_files``,
   the ``config_files``, each once, in that order.
 - Commands (``entities/mod.rs``, ``SystemCommand``): no command when it is empty; its text is
-  kept with trailing blanks trimmed and one newline (``file_contents_deserializer``).
+  kept with trailing blanks trimmed and one newline (``file_contents_deserializer``). A Swarm
+  stack's commands always run in multi-line mode: Komodo's ``DeploySwarmStack`` does not look
+  at ``shell_mode`` (``api/swarm/stack.rs``), a Compose stack's ``ComposeUp`` does.
 - The registry login (``stack/mod.rs``, ``maybe_login_registry``): only when both
   ``registry_provider`` and ``registry_account`` are set, with the token of
   ``[[image_registry]]`` in the core's config.
@@ -178,7 +180,8 @@ def required_files(cfg: StackConfig) -> tuple[str, ...]:
 
 
 def command_text(text: str) -> str:
-    """``file_contents_deserializer``: trailing blanks trimmed, one newline; "" when empty."""
+    """``file_contents_deserializer`` (a command's text, ``file_contents``): trailing blanks
+    trimmed, one newline; "" when empty."""
     trimmed = text.rstrip()
     return trimmed + "\n" if trimmed else ""
 
@@ -240,8 +243,8 @@ def plan_job(
         run_directory=cfg.run_directory,
         files=tuple(cfg.compose_files()),
         env_files=tuple(f.path for f in cfg.additional_env_files),
-        pre_deploy=_steps(cfg.pre_deploy, interp, "pre_deploy"),
-        post_deploy=_steps(cfg.post_deploy, interp, "post_deploy"),
+        pre_deploy=_steps(cfg.pre_deploy, interp, "pre_deploy", mode),
+        post_deploy=_steps(cfg.post_deploy, interp, "post_deploy", mode),
         auto_pull=cfg.auto_pull,
         ignore_services=tuple(cfg.ignore_services),
         health_wait=cfg.health.wait,
@@ -250,7 +253,9 @@ def plan_job(
         env_file_path=cfg.env_file_path,
         env_file=env_file_text(variables),
         file_contents=(
-            interp(cfg.file_contents, "file_contents") if kind is StackSource.FILE_CONTENTS else ""
+            interp(command_text(cfg.file_contents), "file_contents")
+            if kind is StackSource.FILE_CONTENTS
+            else ""
         ),
         required_files=required_files(cfg),
         extra_args=tuple(interp(a, "extra_args") for a in cfg.extra_args),
@@ -273,11 +278,15 @@ def plan_job(
 
 
 def _steps(
-    commands: list[SystemCommand], interp: Callable[[str, str], str], field: str
+    commands: list[SystemCommand],
+    interp: Callable[[str, str], str],
+    field: str,
+    mode: DeployMode,
 ) -> tuple[CommandStep, ...]:
     steps = []
     for command in commands:
-        text = command_text(interp(command.command, f"{field}.command"))
+        text = interp(command_text(command.command), f"{field}.command")
         if text:  # SystemCommand::is_none: an empty command does not run
-            steps.append(CommandStep(text, command.path, command.shell_mode))
+            shell_mode = command.shell_mode and mode is DeployMode.COMPOSE
+            steps.append(CommandStep(text, command.path, shell_mode))
     return tuple(steps)
