@@ -26,6 +26,7 @@ from aiohttp import web
 from core.agents import endpoints_from_store
 from core.app import AFTER_APPLY, STORE, SYNCS, bearer_ok, error_response, json_response
 from core.config import CoreConfig
+from core.deploy.prune import run_prune_loop
 from core.deploy.service import DeployRefused, DeployService
 from core.drift import DriftWatch
 from core.events.bus import EventBus
@@ -43,6 +44,7 @@ from core.plan.models import Plan
 from core.plan.service import SyncService
 from core.poller import Poller
 from core.pool import PeripheryPool, PoolSettings
+from core.resources.models import ServerConfig, config_from_canonical
 from core.store import Store
 from protocol.exceptions import ChannelError
 from protocol.keys import PrivateKey
@@ -93,12 +95,25 @@ class CoreRuntime:
             await tg.start(self.pool.run)
             await tg.start(self.deploys.run)
             await tg.start(self.drift.run)
+            tg.start_soon(run_prune_loop, self._prune_servers, self._prune_channel)
             await self.refresh_servers()
             task_status.started()
             try:
                 await anyio.sleep_forever()
             finally:
                 self._tg = None
+
+    async def _prune_servers(self) -> dict[str, ServerConfig]:
+        """The servers' configs, for Komodo's daily auto_prune (core.deploy.prune)."""
+        stored = await anyio.to_thread.run_sync(self.store.resources)
+        return {
+            name: config_from_canonical("server", res.config.get("config", {}))
+            for (kind, name), res in stored.items()
+            if kind == "server"
+        }
+
+    async def _prune_channel(self, server: str) -> CoreChannel:
+        return await self.pool.channel(server, 15.0)
 
     async def refresh_servers(self) -> list[str]:
         endpoints, problems = await anyio.to_thread.run_sync(

@@ -78,7 +78,6 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("stack.auto_update_all_services", TRUE, f"is ignored: image updates are {_LATER}", deploy=False),  # noqa: E501
     Inert("stack.auto_update_skip_services", SET, f"is ignored: image updates are {_LATER}", deploy=False),  # noqa: E501
     Inert("stack.send_alerts", TRUE, f"is ignored: no alerts are sent (state changes are in stackward events); alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.auto_prune", TRUE, "is ignored: nothing is pruned on the server", deploy=False),
     Inert("server.enabled", FALSE, "is ignored: a disabled server is still connected to and deployed on"),  # noqa: E501
     Inert("server.passkey", ANY, "is ignored: agents authenticate with stackward's keys (stackward keys)", deploy=False),  # noqa: E501
     Inert("server.insecure_tls", ANY, "is ignored: the agent channel is sealed with stackward's keys, not TLS", deploy=False),  # noqa: E501
