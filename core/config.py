@@ -61,7 +61,7 @@ from core.exceptions import ConfigError
 from core.tomlconfig import load_struct
 
 DEFAULT_LISTEN = "0.0.0.0:9120"
-_NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 class Account(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -206,7 +206,7 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
             f'{file}: key "external_secrets.{both[0]}": also in [swarm_secrets]; keep one'
         )
     for index, network in enumerate(cfg.external_networks):
-        if not _NETWORK.fullmatch(network):
+        if not NETWORK_NAME.fullmatch(network):
             raise ConfigError(
                 f'{file}: key "external_networks[{index}]": {network!r}: letters, digits, "_",'
                 ' ".", "-", starting with a letter or digit'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -253,6 +254,32 @@ def changed_paths(mirror: os.PathLike[str] | str, old: str, new: str) -> list[st
         f"comparing {old[:12]}..{new[:12]}",
     )
     return [line for line in out.splitlines() if line]
+
+
+def mirror_path(base: os.PathLike[str] | str, url: str) -> Path:
+    """Where the core keeps its mirror of ``url`` under ``base`` (readable tail, hash)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", url)[-40:]
+    digest = hashlib.sha1(url.encode()).hexdigest()[:10]
+    return Path(base) / f"{slug}-{digest}.git"
+
+
+def show_file(mirror: os.PathLike[str] | str, commit: str, path: str) -> bytes:
+    """The contents of ``path`` at ``commit`` in the mirror (``git show``)."""
+    if not _SHA.fullmatch(commit):
+        raise GitError(f"reading {path}: {commit[:12]!r} is not a commit id")
+    try:
+        out = subprocess.run(
+            ["git", "--git-dir", str(mirror), "show", f"{commit}:{path}"],
+            capture_output=True,
+            timeout=GIT_TIMEOUT,
+            env=_env(),
+            check=False,
+        )
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        raise GitError(f"reading {path} at {commit[:12]}: {exc}") from exc
+    if out.returncode != 0:
+        raise GitError(f"{path} at {commit[:12]}: {out.stderr.decode(errors='replace').strip()}")
+    return out.stdout
 
 
 def provider_url(provider: str, https: bool, repo: str) -> str:

@@ -36,6 +36,7 @@ import aiohttp
 import anyio
 import anyio.abc
 import anyio.to_thread
+import msgspec
 
 from core.agents import endpoint_of
 from core.bootstrap import processes
@@ -52,7 +53,7 @@ from core.deploy.secrets import (
     wanted_versions,
 )
 from core.deploy.service import DeployRefused, DeployService
-from core.deploy.stack import StackJob
+from core.deploy.stack import StackJob, external_secret
 from core.exceptions import BootstrapFailed, ConfigError, CoreError, PeripheryUnavailable
 from core.pool import PeripheryPool, PoolSettings, ServerEndpoint
 from core.resources.loader import load_paths
@@ -65,6 +66,8 @@ from protocol.messages import (
     DeployMode,
     HealthGateReport,
     Run,
+    SecretCreate,
+    SecretReport,
     StackState,
     SwarmInit,
     SwarmReport,
@@ -212,7 +215,13 @@ class Bootstrap:
         )
         pool.set_servers([prepared.pool_endpoint])
         self._pool = pool
-        self._deploys = deploys = DeployService(self.core, store, pool)
+        # the overlay networks bootstrap.toml lists are made by the stacks' deploys, as the
+        # core's external_networks are
+        core = msgspec.structs.replace(
+            self.core,
+            external_networks=sorted({*self.core.external_networks, *self.config.networks}),
+        )
+        self._deploys = deploys = DeployService(core, store, pool)
         failed: CoreError | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -351,20 +360,36 @@ class Bootstrap:
             return DONE, f"swarm initialised (node {report.node_id})"
         return UNCHANGED, f"a swarm manager already (node {report.node_id})"
 
-    def _read_values(self) -> dict[str, bytes]:
+    def _read_values(self, plain: bool = False) -> dict[str, bytes]:
         def read(spec: SecretSpec) -> bytes:
             return read_secret(spec, os.environ, self.read_stdin)
 
-        return {spec.name: read(spec) for spec in self.config.secret}
+        return {spec.name: read(spec) for spec in self.config.secret if spec.plain is plain}
 
     async def _secrets(self) -> tuple[str, str]:
         """The listed secrets and those the core keeps ([swarm_secrets]), at their current
-        versions."""
+        versions; the plain-named ones (``plain = true``, the core's [external_secrets]) made
+        when missing."""
+        plain = {
+            **{
+                name: self.core.secrets[key].encode()
+                for name, key in self.core.external_secrets.items()
+            },
+            **await anyio.to_thread.run_sync(functools.partial(self._read_values, plain=True)),
+        }
+        made = [
+            name
+            for name, data in sorted(plain.items())
+            if await self._made(f"secret {name}", external_secret(name, data))
+        ]
+        plain_detail = ", ".join(f"{n}" + (" (new)" if n in made else "") for n in sorted(plain))
         values = {
             **self.deploys.core_secret_values(),
             **await anyio.to_thread.run_sync(self._read_values),
         }
         if not values:
+            if plain:
+                return (DONE if made else UNCHANGED), plain_detail
             return UNCHANGED, "no secrets listed"
         self._wanted = wanted_versions(values)
         self.deploys.pinned_secrets = dict(self._wanted)
@@ -373,7 +398,13 @@ class Bootstrap:
             f"{name} → {version}" + (" (new)" if version in created else "")
             for name, version in sorted(self._wanted.items())
         )
-        return (DONE if created else UNCHANGED), detail
+        if plain:
+            detail = f"{detail}; {plain_detail}"
+        return (DONE if created or made else UNCHANGED), detail
+
+    async def _made(self, step: str, command: SecretCreate) -> bool:
+        report = await self._request(step, command)
+        return isinstance(report, SecretReport) and report.changed
 
     async def _healthy(self, job: StackJob) -> bool | None:
         """True/False: the stack runs healthy or not; None: nothing of it runs."""

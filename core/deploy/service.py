@@ -22,6 +22,7 @@ import anyio.to_thread
 
 from core.config import CoreConfig
 from core.deploy.jobs import JobError, JobPlan, plan_job, values_of
+from core.deploy.networks import with_network_order
 from core.deploy.schedule import DEFAULT_PARALLEL, StackFailed, StackOutcome, Status, run_graph
 from core.deploy.secrets import (
     current_versions,
@@ -239,6 +240,7 @@ class DeployService:
             graph.waves()
         except ValueError as exc:
             raise DeployRefused(str(exc)) from exc
+        graph = await with_network_order(rs, jobs, graph, self.config)
         run_id, ids = await anyio.to_thread.run_sync(
             self.records.start_run, trigger, [(n, jobs[n].server) for n in sorted(jobs)]
         )

@@ -112,14 +112,17 @@ class StepRecorder(Protocol):
 # ------------------------------------------------------------------------- commands (pure)
 
 
+def external_secret(name: str, data: bytes) -> SecretCreate:
+    """A swarm secret under its plain name, made when missing (never changed once made: a new
+    value needs a new name, or a versioned ``[swarm_secrets]`` entry)."""
+    return SecretCreate(name=name, data=data, labels={EXTERNAL_LABEL: name})
+
+
 def secret_commands(job: StackJob) -> list[SecretCreate]:
     """The plain-named external secrets a Swarm deploy makes sure of (each made when missing)."""
     if job.mode is not DeployMode.SWARM:
         return []
-    return [
-        SecretCreate(name=name, data=value.encode(), labels={EXTERNAL_LABEL: name})
-        for name, value in job.external_secrets
-    ]
+    return [external_secret(name, value.encode()) for name, value in job.external_secrets]
 
 
 def checkout_command(job: StackJob, fence: Fence | None = None) -> Checkout:

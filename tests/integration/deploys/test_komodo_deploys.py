@@ -429,3 +429,125 @@ file_contents = '''{contents}'''
     assert "hello-from-variable" in written.read_text()
     [ui] = containers(docker_env, f"{p}-ui")
     assert docker_env.read_file(ui, "/tmp/g") == "hello-from-variable"
+
+
+EXTERNAL = f"swext{secrets.token_hex(4)}"  # removed by the test itself (not docker_env's prefix)
+
+
+@pytest.mark.parametrize(
+    "core",
+    [
+        {
+            "secrets": {"EXT_VALUE": "ext-s3cret"},
+            "external_secrets": {EXTERNAL: "EXT_VALUE"},
+            "external_networks": [EXTERNAL],
+        }
+    ],
+    indirect=True,
+)
+async def test_external_secrets_and_networks_are_made_under_their_plain_names(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The reference homelab makes fixed-name swarm secrets and shared overlay networks by
+    hand; from core.toml (``[external_secrets]``, ``external_networks``) stackward makes the
+    ones a stack declares external, before the stack's deploy."""
+    p = docker_env.prefix
+    repo = Repo(tmp_path / "repo")
+    stack_file = f"""version: "3.8"
+services:
+  web:
+    image: {IMAGE}
+    init: true
+    command: ["sh", "-c", "exec sleep 600"]
+    stop_grace_period: 1s
+    networks: [edge]
+    secrets: [token]
+    healthcheck:
+      test: ["CMD", "grep", "-q", "ext-s3cret", "/run/secrets/token"]
+      interval: 250ms
+      retries: 20
+networks:
+  edge: {{external: true, name: {EXTERNAL}}}
+secrets:
+  token: {{external: true, name: {EXTERNAL}}}
+"""
+    repo.commit({"compose.yaml": stack_file})
+    core.resources.write_text(
+        core.header()
+        + f"""
+[[repo]]
+name = "lab"
+[repo.config]
+url = {toml_value(repo.url)}
+
+[[stack]]
+name = "{p}-ext"
+deploy = true
+[stack.config]
+swarm = "lab"
+linked_repo = "lab"
+"""
+    )
+    try:
+        applied = await core.sync()
+        run = await core.wait_run(applied["run"], within=120)
+        assert run["status"] == "succeeded", run
+        assert [s["step"] for s in run["deploys"][0]["steps"]][:2] == ["secrets", "checkout"]
+        network = json.loads(docker_env.docker("network", "inspect", EXTERNAL))[0]
+        assert (network["Driver"], network["Attachable"], network["Scope"]) == (
+            "overlay",
+            True,
+            "swarm",
+        )
+        secret = json.loads(docker_env.docker("secret", "inspect", EXTERNAL))[0]
+        assert secret["Spec"]["Labels"] == {"stackward.external": EXTERNAL}
+        # a second deploy finds them there and makes nothing
+        again = await core.deploy(f"{p}-ext")
+        assert again["status"] == "succeeded", again
+        status, log = await core.call("GET", f"/api/deploys/{again['deploys'][0]['id']}/log")
+        text = "".join(line["text"] for line in log["lines"])
+        assert "exists already" in text and "network create" not in text
+        assert "ext-s3cret" not in text
+    finally:
+        await anyio.to_thread.run_sync(docker_env.cleanup)
+        with anyio.move_on_after(30):
+            while EXTERNAL in docker_env.docker("network", "ls", "--format", "{{.Name}}"):
+                docker_env.docker("network", "rm", EXTERNAL, check=False)
+                await anyio.sleep(0.5)
+        docker_env.docker("secret", "rm", EXTERNAL, check=False)
+
+
+async def test_a_stack_waits_for_the_stack_that_makes_its_network(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """No ``after`` written: the user of an external network waits for the stack that makes it
+    (core.deploy.networks), where Komodo would run both at once and the user would fail."""
+    p = docker_env.prefix
+    repo = Repo(tmp_path / "repo")
+    service = f"""  web:
+    image: {IMAGE}
+    init: true
+    command: ["sh", "-c", "exec sleep 600"]
+    stop_grace_period: 1s
+    networks: [shared]
+"""
+    repo.commit(
+        {
+            "maker/compose.yaml": f'version: "3.8"\nservices:\n{service}networks:\n'
+            f"  shared: {{name: {p}-shared, driver: overlay, attachable: true}}\n",
+            "user/compose.yaml": f'version: "3.8"\nservices:\n{service}networks:\n'
+            f"  shared: {{external: true, name: {p}-shared}}\n",
+        }
+    )
+    text = core.header() + f'\n[[repo]]\nname = "lab"\n[repo.config]\nurl = {toml_value(repo.url)}'
+    for name, pre in (("user", ""), ("maker", 'pre_deploy.command = "sleep 2"\n')):
+        text += (
+            f'\n\n[[stack]]\nname = "{p}-{name}"\ndeploy = true\n[stack.config]\n'
+            f'swarm = "lab"\nlinked_repo = "lab"\nrun_directory = "{name}"\n{pre}'
+        )
+    core.resources.write_text(text)
+    applied = await core.sync()
+    run = await core.wait_run(applied["run"], within=120)
+    by_stack = {d["stack"]: d for d in run["deploys"]}
+    assert run["status"] == "succeeded", run
+    assert by_stack[f"{p}-user"]["started_at"] >= by_stack[f"{p}-maker"]["finished_at"]
