@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 from core.config import load_config
+from core.git import GitError, resolve_branch
 from periphery.ops import dockercli
+from protocol.messages import GitCredentials
 from tests.support.core_server import CoreClient, start_core
 from tests.support.homelab import IMAGE, Repo
 from tests.support.processes import KeyPair, Periphery, toml_value, write_toml
@@ -48,10 +51,13 @@ class Core(CoreClient):
         return await self.wait_run(run["id"], within=within)
 
 
-@pytest.fixture
-async def core(  # type: ignore[no-untyped-def]
-    request: pytest.FixtureRequest, tmp_path: Path, core_keys: KeyPair, periphery_factory
-) -> AsyncIterator[Core]:
+async def started_core(
+    tg: anyio.abc.TaskGroup,
+    tmp_path: Path,
+    core_keys: KeyPair,
+    periphery_factory,  # type: ignore[no-untyped-def]
+    extra: dict[str, Any],
+) -> Core:
     token = secrets.token_hex(8)
     resources = tmp_path / "resources.toml"
     resources.write_text("")
@@ -64,22 +70,32 @@ async def core(  # type: ignore[no-untyped-def]
             "api_tokens": [token],
             "resources": [str(resources)],
             "poll_interval": 0,
-            **getattr(request, "param", {}),
         },
     )
+    raw = extra.pop("raw", "")  # tables, after every top-level key
+    with config_path.open("a") as fh:
+        fh.write("".join(f"{k} = {toml_value(v)}\n" for k, v in extra.items()) + raw)
     config = load_config(config_path)
+    port, _ = await start_core(tg, config)
+    periphery = periphery_factory.make(
+        "agent",
+        listen="",
+        core_address=f"ws://127.0.0.1:{port}",
+        server_name="manager",
+        reconnect_initial_delay=0.1,
+        reconnect_max_delay=0.5,
+    )
+    await anyio.to_thread.run_sync(periphery.start_and_wait)
+    return Core(f"http://127.0.0.1:{port}", token, periphery, resources)
+
+
+@pytest.fixture
+async def core(  # type: ignore[no-untyped-def]
+    request: pytest.FixtureRequest, tmp_path: Path, core_keys: KeyPair, periphery_factory
+) -> AsyncIterator[Core]:
     async with anyio.create_task_group() as tg:
-        port, _ = await start_core(tg, config)
-        periphery = periphery_factory.make(
-            "agent",
-            listen="",
-            core_address=f"ws://127.0.0.1:{port}",
-            server_name="manager",
-            reconnect_initial_delay=0.1,
-            reconnect_max_delay=0.5,
-        )
-        await anyio.to_thread.run_sync(periphery.start_and_wait)
-        yield Core(f"http://127.0.0.1:{port}", token, periphery, resources)
+        extra = dict(getattr(request, "param", {}))
+        yield await started_core(tg, tmp_path, core_keys, periphery_factory, extra)
         tg.cancel_scope.cancel()
 
 
@@ -227,7 +243,9 @@ COLON: c:d
 OVERRIDDEN=stack
 DOLLARS=a$$b
 """
-    text = core.header() + f"""
+    text = (
+        core.header()
+        + f"""
 [[stack]]
 name = "{p}-app"
 deploy = true
@@ -243,6 +261,7 @@ environment = '''{environment}'''
 pre_deploy = {{ path = "../../scripts", command = "sh check.sh\\n# skipped\\necho second line" }}
 post_deploy = {{ command = "test -f .env.production && echo post ran in $(pwd)" }}
 """
+    )
     text += f'\n[[repo]]\nname = "lab"\n[repo.config]\nurl = {toml_value(repo.url)}\n'
     core.resources.write_text(text)
     applied = await core.sync()
@@ -269,7 +288,7 @@ post_deploy = {{ command = "test -f .env.production && echo post ran in $(pwd)" 
     else:
         assert "--env-file ../global.env --env-file .env.production up -d --scale web=2" in lines
     assert (run_dir / ".env.production").read_text() == (
-        "BASE=base\nFROM_VAR=${BASE}-x\nQUOTED=\"a b\"\nCOMMENTED=kept\nCOLON=c:d\n"
+        'BASE=base\nFROM_VAR=${BASE}-x\nQUOTED="a b"\nCOMMENTED=kept\nCOLON=c:d\n'
         "OVERRIDDEN=stack\nDOLLARS=a$$b\n"
     )
     ids = containers(docker_env, f"{p}-app")
@@ -551,3 +570,206 @@ async def test_a_stack_waits_for_the_stack_that_makes_its_network(
     by_stack = {d["stack"]: d for d in run["deploys"]}
     assert run["status"] == "succeeded", run
     assert by_stack[f"{p}-user"]["started_at"] >= by_stack[f"{p}-maker"]["finished_at"]
+
+
+async def test_a_private_repository_with_a_git_account(
+    tmp_path: Path, core_keys: KeyPair, periphery_factory, docker_env
+) -> None:  # type: ignore[no-untyped-def]
+    """``git_account``: Komodo looks the account's token up in its config (``[[git_provider]]``)
+    and clones ``https://token:TOKEN@PROVIDER/REPO`` (``RepoExecutionArgs::remote_url``).
+    stackward hands the token to the core's and the agent's git by a credential helper: the
+    repository is read, and the token is in no argv, no URL, no log line and no output."""
+    import threading
+
+    p = docker_env.prefix
+    token = f"tok-{secrets.token_hex(12)}"
+    repo = Repo(tmp_path / "src")
+    commit = repo.commit({"compose.yaml": web(), "site/index.html": "private\n"})
+    served = tmp_path / "served"
+    (served / "me").mkdir(parents=True)
+    repo.git("clone", "-q", "--bare", str(repo.bare), str(served / "me" / "lab.git"))
+    seen_in_argv: list[str] = []
+    stop = threading.Event()
+
+    def watch_argv() -> None:  # every process's command line, while the deploy runs
+        while not stop.is_set():
+            for proc in Path("/proc").iterdir():
+                try:
+                    line = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if token.encode() in line:
+                    seen_in_argv.append(line.decode(errors="replace"))
+            stop.wait(0.005)
+
+    from tests.support.git_http import GitHttpServer
+
+    with GitHttpServer(served, "token", token) as server:
+        provider = server.url.removeprefix("http://")
+        raw = (
+            f'\n[[git_provider]]\ndomain = "{provider}"\nhttps = false\n'
+            f'accounts = [{{ username = "me", token = "{token}" }}]\n'
+        )
+        watcher = threading.Thread(target=watch_argv, daemon=True)
+        watcher.start()
+        async with anyio.create_task_group() as tg:
+            core = await started_core(tg, tmp_path, core_keys, periphery_factory, {"raw": raw})
+            stack = f"""
+[[stack]]
+name = "{p}-private"
+deploy = true
+[stack.config]
+server = "manager"
+git_provider = "{provider}"
+git_https = false
+git_account = "me"
+repo = "me/lab.git"
+auto_pull = false
+"""
+            core.resources.write_text(core.header() + stack)
+            applied = await core.sync()
+            run = await core.wait_run(applied["run"], within=90)
+            [deploy] = run["deploys"]
+            assert deploy["status"] == "healthy", deploy
+            assert deploy["commit"] == commit
+            status, log = await core.call("GET", f"/api/deploys/{deploy['id']}/log")
+            text = json.dumps(log)
+
+            # a wrong token: git's reason, and no token in it
+            with pytest.raises(GitError) as refused:
+                await resolve_branch(
+                    f"{server.url}/me/lab.git",
+                    "main",
+                    credentials=GitCredentials(username="token", token="wrong-" + token),
+                )
+            assert token not in str(refused.value)
+            tg.cancel_scope.cancel()
+        stop.set()
+        watcher.join()
+    assert (
+        token not in text
+        and "private" in (core.root / f"{p}-private" / "site/index.html").read_text()
+    )
+    assert seen_in_argv == []
+    # every request that read the repository carried the token in its header, none in a URL
+    assert any(a for a in server.authorizations) and all(token not in r for r in server.requests)
+    for config in (core.root / ".mirrors").glob("*/config"):
+        assert token not in config.read_text()
+    for path in (tmp_path / "data").rglob("config"):
+        assert token not in path.read_text(errors="replace")
+    assert all(token not in line for line in core.periphery.lines)
+    assert (
+        not (Path.home() / ".git-credentials").exists()
+        or token not in (Path.home() / ".git-credentials").read_text()
+    )
+
+
+async def test_registry_login_before_the_deploy(
+    tmp_path: Path, core_keys: KeyPair, periphery_factory, docker_env
+) -> None:  # type: ignore[no-untyped-def]
+    """``maybe_login_registry`` / ``docker_login`` (``stack/mod.rs``, ``docker/mod.rs``): with
+    registry_provider and registry_account, ``docker login --username ACCOUNT
+    --password-stdin -- DOMAIN`` before anything runs, the token from the core's
+    ``[[image_registry]]`` on stdin. A stand-in ``docker`` records the login (no registry
+    here) and hands every other command to the real CLI."""
+    import shutil
+    import stat
+
+    p = docker_env.prefix
+    token = f"reg-{secrets.token_hex(12)}"
+    real = shutil.which("docker")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "login"
+    fake = bin_dir / "docker"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = login ]; then echo "$@" > {record}.argv; cat > {record}.stdin;'
+        " echo Login Succeeded; exit 0; fi\n"
+        f'exec {real} "$@"\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    repo = Repo(tmp_path / "repo")
+    repo.commit({"compose.yaml": web(), "site/index.html": "x\n"})
+    raw = (
+        '\n[[image_registry]]\ndomain = "registry.example.invalid"\n'
+        f'accounts = [{{ username = "me", token = "{token}" }}]\n'
+    )
+    async with anyio.create_task_group() as tg:
+        original = periphery_factory.make
+
+        def make(*args: Any, **kwargs: Any) -> Periphery:
+            made = original(*args, **kwargs)
+            made.env["PATH"] = f"{bin_dir}:{made.env['PATH']}"
+            return made
+
+        periphery_factory.make = make
+        core = await started_core(tg, tmp_path, core_keys, periphery_factory, {"raw": raw})
+        core.resources.write_text(
+            core.header()
+            + f"""
+[[repo]]
+name = "lab"
+[repo.config]
+url = {toml_value(repo.url)}
+
+[[stack]]
+name = "{p}-private-image"
+deploy = true
+[stack.config]
+server = "manager"
+linked_repo = "lab"
+auto_pull = false
+registry_provider = "registry.example.invalid"
+registry_account = "me"
+"""
+        )
+        applied = await core.sync()
+        run = await core.wait_run(applied["run"], within=90)
+        [deploy] = run["deploys"]
+        status, log = await core.call("GET", f"/api/deploys/{deploy['id']}/log")
+        tg.cancel_scope.cancel()
+    assert deploy["status"] == "healthy", deploy
+    argv = (tmp_path / "login.argv").read_text()
+    assert argv == "login --username me --password-stdin -- registry.example.invalid\n"
+    assert (tmp_path / "login.stdin").read_text() == token
+    text = json.dumps(log)
+    assert "docker login --username me --password-stdin" in text and token not in text
+
+
+@pytest.mark.parametrize("core", [{"pre_deploy_timeout": 1.5}], indirect=True)
+async def test_the_pre_deploy_timeout_is_core_toml_s(
+    core: Core, docker_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Komodo runs pre_deploy without a deadline; stackward gives it core.toml's
+    ``pre_deploy_timeout`` (default 300 s), then kills the command's process group."""
+    p = docker_env.prefix
+    repo = Repo(tmp_path / "repo")
+    repo.commit({"compose.yaml": web(), "site/index.html": "x\n"})
+    core.resources.write_text(
+        core.header()
+        + f"""
+[[repo]]
+name = "lab"
+[repo.config]
+url = {toml_value(repo.url)}
+
+[[stack]]
+name = "{p}-slow"
+deploy = true
+[stack.config]
+server = "manager"
+linked_repo = "lab"
+auto_pull = false
+pre_deploy.command = "echo building; sleep 30"
+"""
+    )
+    started = anyio.current_time()
+    applied = await core.sync()
+    run = await core.wait_run(applied["run"], within=60)
+    [deploy] = run["deploys"]
+    assert deploy["status"] == "failed"
+    assert "pre_deploy timed out" in deploy["reason"] and "1.5s" in deploy["reason"]
+    assert anyio.current_time() - started < 20
+    assert not containers(docker_env, f"{p}-slow")
