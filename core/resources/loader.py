@@ -3,10 +3,12 @@
 Parsing is ``rtoml`` when installed (Rust; ~10x faster than ``tomllib``, which alone would take
 most of the 250 ms budget for 1,000 stacks), else ``tomllib``; ``tomllib`` also reports syntax
 errors with their line. Positions come from :mod:`.linemap`, computed only when a finding needs
-one. This module checks each value against :mod:`.schema` (so that all
-faults are reported, not the first), folds Komodo's aliases, normalises the shapes Komodo accepts
-(environment as string or table, ``pre_deploy`` as table or array, env files as strings or
-tables), then builds the typed Structs of :mod:`.models`.
+one. This module checks each value against :mod:`.schema` (so that all faults are reported, not
+the first), folds Komodo's aliases, reads the shapes as Komodo's deserializers do (environment
+as a string or an array of ``{variable, value}``, kept as Komodo keeps it; ``pre_deploy`` one
+table; env files as strings or tables; string lists split as ``parse_string_list`` splits them),
+reports the shapes Komodo's sync rejects as errors that say so, warns for the fields of
+:mod:`.support` written (read, not acted on), then builds the typed Structs of :mod:`.models`.
 
 Only per-entry checks live here; checks across entries and files are in :mod:`.checks`.
 """

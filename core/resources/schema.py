@@ -5,7 +5,8 @@ The lists follow Komodo's own config structs (``StackConfig``, ``ServerConfig``,
 file loads unchanged, plus stackward's few additions (DESIGN.md: ``tiers``, ``tier``,
 ``[stack.config.health]``, ``[server.config] public_key``, ``[repo.config] url``, and ``on_drift``
 on a stack). Komodo's aliases (``server_id``/``server``, ``swarm_id``/``swarm``, ``server_ids``/
-``servers``, ``builder_id``/``builder``, ``stages``/``stage``) map to one canonical name.
+``servers``, ``builder_id``/``builder``, ``stages``/``stage``, a stage's ``execution``/
+``executions``, and the plural tables ``[[stacks]]``...) map to one canonical name.
 
 A type is one of the short codes below; :func:`core.resources.loader` checks values against them
 and reports the expected type in words (:data:`TYPE_WORDS`).
