@@ -14,6 +14,7 @@ base (the run directory, or the stack's directory). What is confined:
   (``../global.env`` from ``stacks/app`` is fine; ``../../..`` is refused);
 - a checked-out tree may hold no symlink that points outside it;
 - names that become one directory (``target``) are one plain path component;
+- a ``[[repo]]``'s clone is at its absolute path, or under ``ROOT/repos``, never at ``/``;
 - ``Run``'s working directory stays inside the root.
 """
 
@@ -105,6 +106,21 @@ def refuse_escaping_symlinks(tree: Path) -> None:
                 raise ForbiddenPath(
                     f"symlink {rel} -> {os.readlink(path)} points outside the checkout"
                 )
+
+
+def repo_path(root: Path, path: str) -> Path:
+    """Where a ``[[repo]]``'s clone is kept: an absolute ``path`` as given (not ``/`` or one
+    level below it), a relative one under ``ROOT/repos``; ``..`` refused."""
+    if not path.strip():
+        raise ForbiddenPath("a repo needs a path")
+    pure = PurePosixPath(path)
+    if ".." in pure.parts:
+        raise ForbiddenPath(f"repo path {path!r} contains '..'")
+    if pure.is_absolute():
+        if len(pure.parts) < 3:
+            raise ForbiddenPath(f"repo path {path!r} is too close to / to be a clone's directory")
+        return Path(path)
+    return resolve_inside(root / "repos", path)
 
 
 def komodo_join(base: Path, path: str) -> Path:

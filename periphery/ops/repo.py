@@ -8,30 +8,17 @@ never overwritten.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from periphery.exceptions import CheckoutError, ForbiddenPath
 from periphery.ops.checkout import git_env, redact
 from periphery.ops.locks import file_lock
-from periphery.paths import commit_id, resolve_inside
+from periphery.paths import commit_id, repo_path
 from periphery.process import Emit, run
 from protocol.messages import GitCredentials
 
 GIT_TIMEOUT = 300.0
 LOCK_TIMEOUT = 600.0  # waiting for another sync of the same clone
-
-
-def repo_path(root: Path, path: str) -> Path:
-    if not path.strip():
-        raise ForbiddenPath("a repo needs a path")
-    pure = PurePosixPath(path)
-    if ".." in pure.parts:
-        raise ForbiddenPath(f"repo path {path!r} contains '..'")
-    if pure.is_absolute():
-        if len(pure.parts) < 3:
-            raise ForbiddenPath(f"repo path {path!r} is too close to / to be a clone's directory")
-        return Path(path)
-    return resolve_inside(root / "repos", path)
 
 
 async def _git(argv: list[str], emit: Emit, what: str, env: dict[str, str] | None = None) -> None:
