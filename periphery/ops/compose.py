@@ -185,6 +185,8 @@ async def compose_up(
     check_env(dict(env))
     for path in files:
         paths.resolve(path, what="file_paths")
+    for path in additional_env_files:
+        paths.resolve(path, what="additional_env_files")
     plan = compose_plan(
         await compose_command(),
         project,
