@@ -200,6 +200,21 @@ async def test_escaping_paths_are_refused_before_anything_runs(
             ComposeUp(project=project, target=project, run_directory="../../etc")
         )
         assert result.error is not None and result.error.code is ErrorCode.FORBIDDEN_PATH
+        for command in (
+            ComposeUp(project=project, target=project, env_files=["../../../../etc/passwd"]),
+            PreDeploy(target=project, command="true", path="../../.."),
+            Checkout(
+                repo_url=url,
+                commit=sha,
+                target=project,
+                env_file_path="../../x.env",
+                env_file="A=1\n",
+            ),
+        ):
+            result, _ = await channel.request(command)
+            assert result.error is not None, command
+            assert result.error.code is ErrorCode.FORBIDDEN_PATH, result.error
+        assert not (periphery.workdir / "x.env").exists()
         result, _ = await channel.request(Checkout(repo_url=url, commit=sha, target="../escape"))
         assert result.error is not None and result.error.code is ErrorCode.BAD_REQUEST
     assert not docker_env.docker(
