@@ -32,6 +32,22 @@
     [swarm_secrets]                  # swarm secrets kept from [secrets] (core.deploy.secrets):
     db_password = "DB_PASSWORD"      # each Swarm deploy creates a missing version first
 
+    pre_deploy_timeout = 300         # seconds a stack's pre_deploy command may run
+    post_deploy_timeout = 300        # seconds a stack's post_deploy command may run
+
+    [external_secrets]               # swarm secrets made under these plain names when missing
+    proxy_token = "PROXY_TOKEN"      # (a stack declares them external): name → key of [secrets]
+    external_networks = ["proxy"]    # overlay networks (attachable) made when a stack's file
+                                     # declares them external and they are missing
+
+    [[git_provider]]                 # Komodo's: tokens of git_account (private repositories)
+    domain = "github.com"
+    accounts = [{ username = "me", token = "..." }]
+
+    [[image_registry]]               # Komodo's: tokens of registry_account (docker login)
+    domain = "ghcr.io"
+    accounts = [{ username = "me", token = "..." }]
+
 Relative paths are taken from the config file's directory. Every problem raises
 :class:`~core.exceptions.ConfigError` naming the file, the key and what is wrong.
 """
@@ -39,6 +55,8 @@ Relative paths are taken from the config file's directory. Every problem raises
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -48,6 +66,31 @@ from core.exceptions import ConfigError
 from core.tomlconfig import load_struct
 
 DEFAULT_LISTEN = "0.0.0.0:9120"
+NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+class Account(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    username: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"Account(username={self.username!r}, token=<hidden>)"
+
+
+class GitProvider(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Komodo's ``[[git_provider]]``: the accounts whose tokens clone private repositories."""
+
+    domain: str
+    https: bool = True
+    accounts: list[Account] = msgspec.field(default_factory=list)
+
+
+class ImageRegistry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Komodo's ``[[image_registry]]``: the accounts a stack logs in with before deploying."""
+
+    domain: str
+    accounts: list[Account] = msgspec.field(default_factory=list)
+    organizations: list[str] = msgspec.field(default_factory=list)
 
 
 class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -75,6 +118,14 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reconcile: str = "auto"
     reconcile_interval: float = 60.0
     event_send_timeout: float = 30.0
+    pre_deploy_timeout: float = 300.0  # seconds a stack's pre_deploy command may run
+    post_deploy_timeout: float = 300.0  # seconds a stack's post_deploy command may run
+    # Swarm secrets made under their plain names: name → the key of its value in ``secrets``.
+    external_secrets: dict[str, str] = msgspec.field(default_factory=dict)
+    # Overlay networks made (attachable) when a stack declares them external and they are missing.
+    external_networks: list[str] = msgspec.field(default_factory=list)
+    git_provider: list[GitProvider] = msgspec.field(default_factory=list)
+    image_registry: list[ImageRegistry] = msgspec.field(default_factory=list)
     # Where the config was read from (not a key of the file).
     source: str = ""
 
@@ -86,11 +137,30 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
 
+    def git_token(self, domain: str, username: str) -> str | None:
+        """The token of ``username`` at git provider ``domain`` (Komodo's ``git_token``)."""
+        return _token(self.git_provider, domain, username)
+
+    def registry_token(self, domain: str, username: str) -> str | None:
+        """The token of ``username`` at image registry ``domain`` (``registry_token``)."""
+        return _token(self.image_registry, domain, username)
+
     def __repr__(self) -> str:  # never show tokens or secrets
         return (
             f"CoreConfig(source={self.source!r}, listen={self.listen!r},"
             f" data_dir={self.data_dir!r})"
         )
+
+
+def _token(
+    providers: Sequence[GitProvider | ImageRegistry], domain: str, username: str
+) -> str | None:
+    for provider in providers:
+        if provider.domain == domain:
+            for account in provider.accounts:
+                if account.username == username:
+                    return account.token
+    return None
 
 
 def load_config(path: str | os.PathLike[str]) -> CoreConfig:
@@ -129,9 +199,46 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
             )
     if cfg.reconcile not in ("auto", "manual"):
         raise ConfigError(f'{file}: key "reconcile": "{cfg.reconcile}" is not auto or manual')
+    for name, key in cfg.external_secrets.items():
+        if not valid_logical_name(name):
+            raise ConfigError(
+                f"{file}: key \"external_secrets.{name}\": letters, digits, '_', '.' or '-',"
+                " at most 55, starting with a letter or digit"
+            )
+        if not cfg.secrets.get(key):
+            raise ConfigError(
+                f'{file}: key "external_secrets.{name}": {key!r} is not a key of [secrets]'
+                " with a value"
+            )
+    both = sorted(set(cfg.external_secrets) & set(cfg.swarm_secrets))
+    if both:
+        raise ConfigError(
+            f'{file}: key "external_secrets.{both[0]}": also in [swarm_secrets]; keep one'
+        )
+    for index, network in enumerate(cfg.external_networks):
+        if not NETWORK_NAME.fullmatch(network):
+            raise ConfigError(
+                f'{file}: key "external_networks[{index}]": {network!r}: letters, digits, "_",'
+                ' ".", "-", starting with a letter or digit'
+            )
+    tables: list[tuple[str, Sequence[GitProvider | ImageRegistry]]] = [
+        ("git_provider", cfg.git_provider),
+        ("image_registry", cfg.image_registry),
+    ]
+    for table, providers in tables:
+        for index, provider in enumerate(providers):
+            if not provider.domain:
+                raise ConfigError(f'{file}: key "{table}[{index}].domain": must not be empty')
+            for n, account in enumerate(provider.accounts):
+                if not account.username or not account.token:
+                    raise ConfigError(
+                        f'{file}: key "{table}[{index}].accounts[{n}]": give username and token'
+                    )
     for key, value, low in (
         ("reconcile_interval", cfg.reconcile_interval, 1),
         ("event_send_timeout", cfg.event_send_timeout, 0.5),
+        ("pre_deploy_timeout", cfg.pre_deploy_timeout, 1),
+        ("post_deploy_timeout", cfg.post_deploy_timeout, 1),
         ("event_queue", cfg.event_queue, 16),
         ("event_keep", cfg.event_keep, 100),
         ("event_keep_days", cfg.event_keep_days, 0.01),

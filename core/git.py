@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -14,6 +15,8 @@ import anyio
 
 from core import tarball
 from core.exceptions import CoreError
+from protocol.gitauth import credential_env
+from protocol.messages import GitCredentials
 
 GIT_TIMEOUT = 30.0
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
@@ -23,9 +26,13 @@ class GitError(CoreError):
     """A git command failed or gave no usable answer."""
 
 
-def _env() -> dict[str, str]:
+def _env(url: str = "", credentials: GitCredentials | None = None) -> dict[str, str]:
+    """No prompts; with ``credentials``, git's credential helper for ``url``
+    (``protocol.gitauth``): the token is in no argv, URL or message."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SSH_AUTH_SOCK")}
     env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true", LC_ALL="C")
+    if credentials is not None:
+        env.update(credential_env(url, credentials.username, credentials.token))
     return env
 
 
@@ -34,7 +41,12 @@ def redact(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//***@", url)
 
 
-async def resolve_branch(url: str, branch: str, time_limit: float = GIT_TIMEOUT) -> str:
+async def resolve_branch(
+    url: str,
+    branch: str,
+    time_limit: float = GIT_TIMEOUT,
+    credentials: GitCredentials | None = None,
+) -> str:
     """The commit ``branch`` of ``url`` points at (``git ls-remote``)."""
     if url.startswith("-") or branch.startswith("-"):
         raise GitError(f"refusing a repository or branch starting with '-': {redact(url)}")
@@ -42,7 +54,7 @@ async def resolve_branch(url: str, branch: str, time_limit: float = GIT_TIMEOUT)
     try:
         with anyio.fail_after(time_limit):
             done = await anyio.run_process(
-                ["git", "ls-remote", "--", url, ref], env=_env(), check=False
+                ["git", "ls-remote", "--", url, ref], env=_env(url, credentials), check=False
             )
     except TimeoutError as exc:
         raise GitError(f"git ls-remote {redact(url)} took longer than {time_limit:g}s") from exc
@@ -64,13 +76,19 @@ async def resolve_branch(url: str, branch: str, time_limit: float = GIT_TIMEOUT)
 # The sync service runs in worker threads; these block, each git call with a deadline.
 
 
-def _run(argv: list[str], what: str, time_limit: float = GIT_TIMEOUT, **kwargs: object) -> str:
+def _run(
+    argv: list[str],
+    what: str,
+    time_limit: float = GIT_TIMEOUT,
+    env: dict[str, str] | None = None,
+    **kwargs: object,
+) -> str:
     try:
         done = subprocess.run(
             argv,
             capture_output=True,
             timeout=time_limit,
-            env=_env(),
+            env=env if env is not None else _env(),
             check=False,
             **kwargs,  # type: ignore[call-overload]
         )
@@ -84,9 +102,12 @@ def _run(argv: list[str], what: str, time_limit: float = GIT_TIMEOUT, **kwargs: 
     return str(done.stdout.decode(errors="replace"))
 
 
-def update_mirror(url: str, mirror: os.PathLike[str] | str) -> None:
+def update_mirror(
+    url: str, mirror: os.PathLike[str] | str, credentials: GitCredentials | None = None
+) -> None:
     """A bare mirror of ``url`` at ``mirror``: cloned the first time, fetched after."""
     path = Path(mirror)
+    env = _env(url, credentials)
     if url.startswith("-"):
         raise GitError(f"refusing a repository starting with '-': {redact(url)}")
     if (path / "HEAD").exists():
@@ -103,12 +124,17 @@ def update_mirror(url: str, mirror: os.PathLike[str] | str) -> None:
                 "+refs/heads/*:refs/heads/*",
             ],
             f"fetching {redact(url)}",
+            env=env,
         )
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _run(["git", "clone", "--mirror", "--quiet", "--", url, str(tmp)], f"cloning {redact(url)}")
+    _run(
+        ["git", "clone", "--mirror", "--quiet", "--", url, str(tmp)],
+        f"cloning {redact(url)}",
+        env=env,
+    )
     os.replace(tmp, path)
 
 
@@ -230,6 +256,32 @@ def changed_paths(mirror: os.PathLike[str] | str, old: str, new: str) -> list[st
     return [line for line in out.splitlines() if line]
 
 
+def mirror_path(base: os.PathLike[str] | str, url: str) -> Path:
+    """Where the core keeps its mirror of ``url`` under ``base`` (readable tail, hash)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", url)[-40:]
+    digest = hashlib.sha1(url.encode()).hexdigest()[:10]
+    return Path(base) / f"{slug}-{digest}.git"
+
+
+def show_file(mirror: os.PathLike[str] | str, commit: str, path: str) -> bytes:
+    """The contents of ``path`` at ``commit`` in the mirror (``git show``)."""
+    if not _SHA.fullmatch(commit):
+        raise GitError(f"reading {path}: {commit[:12]!r} is not a commit id")
+    try:
+        out = subprocess.run(
+            ["git", "--git-dir", str(mirror), "show", f"{commit}:{path}"],
+            capture_output=True,
+            timeout=GIT_TIMEOUT,
+            env=_env(),
+            check=False,
+        )
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        raise GitError(f"reading {path} at {commit[:12]}: {exc}") from exc
+    if out.returncode != 0:
+        raise GitError(f"{path} at {commit[:12]}: {out.stderr.decode(errors='replace').strip()}")
+    return out.stdout
+
+
 def is_ancestor(mirror: os.PathLike[str] | str, old: str, new: str) -> bool:
     """Whether ``new`` descends from ``old`` (or is it); False when either is unknown there."""
     if not (_SHA.fullmatch(old) and _SHA.fullmatch(new)):
@@ -248,6 +300,7 @@ def is_ancestor(mirror: os.PathLike[str] | str, old: str, new: str) -> bool:
 
 
 def provider_url(provider: str, https: bool, repo: str) -> str:
-    """Komodo's ``git_provider`` + ``repo`` (``account/name``) as a clone URL."""
-    repo = repo.removesuffix(".git")
-    return f"https://{provider}/{repo}.git" if https else f"git@{provider}:{repo}.git"
+    """Komodo's ``git_provider`` + ``repo`` (``account/name``) as its clone URL
+    (``RepoExecutionArgs::remote_url``): ``https://PROVIDER/REPO``, ``http://`` when not
+    ``git_https``."""
+    return f"{'https' if https else 'http'}://{provider}/{repo}"

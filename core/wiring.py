@@ -8,7 +8,8 @@
 2. the periphery pool, the reconciler (which owns every deploy), the sync runner, the webhook
    listener, the connection hooks and drift start, each reporting readiness;
 3. the servers are read from the applied state, polling starts (``poll_interval``);
-4. with ``reconcile = "auto"``, a reconcile pass deploys what is not converged (interrupted,
+4. Komodo's daily ``auto_prune`` of the servers that ask for it (core/deploy/prune.py);
+5. with ``reconcile = "auto"``, a reconcile pass deploys what is not converged (interrupted,
    skipped, failed past its backoff, never deployed, changed), then one every
    ``reconcile_interval`` seconds.
 """
@@ -26,6 +27,7 @@ from core.agents import endpoints_from_store
 from core.config import CoreConfig
 from core.connections import Connections
 from core.deploy.deployer import StackDeployer
+from core.deploy.prune import run_prune_loop
 from core.drift import DriftWatch
 from core.events.bus import EventBus
 from core.events.stream import EventStream
@@ -35,12 +37,14 @@ from core.poller import Poller
 from core.pool import PeripheryPool, PoolSettings
 from core.reconcile.desired import AppliedState
 from core.reconcile.reconciler import Reconciler
+from core.resources.models import ServerConfig, config_from_canonical
 from core.store import Store
 from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
 from core.webhooks.listener import WebhookListener
 from protocol.keys import PrivateKey
+from protocol.transport import CoreChannel
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +158,22 @@ async def run(
             await tg.start(core.pool.run)
             await tg.start(core.reconciler.run)
         await core.refresh_servers()
+        if core.pool is not None:
+            pool = core.pool
+
+            async def servers() -> dict[str, ServerConfig]:
+                """The servers' configs, for Komodo's daily auto_prune (core.deploy.prune)."""
+                stored = await anyio.to_thread.run_sync(core.store.resources)
+                return {
+                    name: config_from_canonical("server", res.config.get("config", {}))
+                    for (kind, name), res in stored.items()
+                    if kind == "server"
+                }
+
+            async def channel(server: str) -> CoreChannel:
+                return await pool.channel(server, 15.0)
+
+            tg.start_soon(run_prune_loop, servers, channel)
         if config.poll_interval > 0:
             poller = Poller(
                 config,

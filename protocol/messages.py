@@ -138,14 +138,57 @@ class Fence(msgspec.Struct, frozen=True):
     token: int
 
 
+class StackSource(enum.Enum):
+    """Where a stack's compose files come from (Komodo's ``write_stack``)."""
+
+    GIT = "git"  # a repository, checked out at ROOT/target (a fixed path)
+    FILES_ON_HOST = "files_on_host"  # on the host: ROOT/target joined with run_directory
+    FILE_CONTENTS = "file_contents"  # the resource's file_contents, written into ROOT/target
+
+
+class GitCredentials(msgspec.Struct, frozen=True):
+    """A git account's token (Komodo's ``git_account``, from the core's config), handed to git
+    by a credential helper: never in argv, a URL, a log line or output."""
+
+    username: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"GitCredentials(username={self.username!r}, token=<hidden>)"
+
+
+class RegistryLogin(msgspec.Struct, frozen=True):
+    """``docker login`` before a deploy (Komodo's ``registry_provider`` and
+    ``registry_account``); the token reaches docker on stdin only."""
+
+    domain: str
+    username: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"RegistryLogin(domain={self.domain!r}, username={self.username!r}, token=<hidden>)"
+
+
 class Checkout(_Command, frozen=True, tag="checkout"):
-    """Check ``repo_url`` out at ``commit`` into ``ROOT/target/commits/SHA`` (through a cached
-    mirror) and switch ``ROOT/target/current`` to it atomically."""
+    """Write the stack, as Komodo's ``write_stack`` does, before anything runs: check
+    ``repo_url`` out at ``commit`` into ``ROOT/target`` (a fixed path, through a cached mirror),
+    or write ``file_contents``, or use the files on the host; then write ``env_file`` to
+    ``env_file_path`` in the run directory, check that ``required_files`` exist, and log in to
+    ``registry``."""
 
     repo_url: str
     commit: str
     target: str  # one directory name under the agent's root, usually the stack's name
     fence: Fence | None = None
+    credentials: GitCredentials | None = None
+    source: StackSource = StackSource.GIT
+    run_directory: str = ""
+    file_paths: list[str] = []  # the compose files (file_contents goes into the first)
+    file_contents: str = ""
+    env_file_path: str = ""  # "" : no env file (an older core)
+    env_file: str = ""  # the text Komodo writes; "" : the environment is empty
+    required_files: list[str] = []  # must exist once written (Komodo's validate_files)
+    registry: RegistryLogin | None = None
 
 
 class RepoSync(_Command, frozen=True, tag="repo_sync"):
@@ -156,10 +199,13 @@ class RepoSync(_Command, frozen=True, tag="repo_sync"):
     commit: str
     path: str
     fence: Fence | None = None
+    credentials: GitCredentials | None = None
 
 
 class PreDeploy(_Command, frozen=True, tag="pre_deploy"):
-    """``sh -c command`` in ``path`` (relative to the target's checkout, or absolute)."""
+    """A stack's ``pre_deploy`` (or ``post_deploy``, by ``stage``) command, as Komodo runs it:
+    in the run directory joined with ``path`` (an absolute path as given), each non-comment
+    line joined by ``&&`` (or the text as it is, with ``shell_mode``), under the shell."""
 
     target: str
     command: str
@@ -167,32 +213,50 @@ class PreDeploy(_Command, frozen=True, tag="pre_deploy"):
     env: dict[str, str] = {}
     timeout: float = 300.0
     fence: Fence | None = None
+    run_directory: str = ""
+    shell_mode: bool = False
+    source: StackSource = StackSource.GIT
+    stage: str = "pre_deploy"  # or "post_deploy"
 
 
 class ComposeUp(_Command, frozen=True, tag="compose_up"):
-    """``.env`` from ``env`` in the run directory, pull when ``auto_pull``, then
-    ``docker compose -p project -f FILE… up -d --remove-orphans``."""
+    """As Komodo's ``ComposeUp``: ``docker compose -p project -f FILE… --env-file ENV… pull``
+    when ``auto_pull``, ``down`` first when ``destroy_before_deploy``, then ``up -d`` with
+    ``extra_args``, in the run directory."""
 
     project: str
     target: str
     run_directory: str = ""
     files: list[str] = []
-    env: dict[str, str] = {}
+    env: dict[str, str] = {}  # added to the process environment
     auto_pull: bool = True
     fence: Fence | None = None
-    env_files: list[str] = []  # additional_env_files: merged under env, in order
+    env_files: list[str] = []  # additional_env_files, each passed with --env-file, in order
+    source: StackSource = StackSource.GIT
+    env_file_path: str = ""  # the written env file (CheckoutReport.env_file), passed last
+    extra_args: list[str] = []
+    destroy_before_deploy: bool = False
+    networks: list[str] = []  # overlay networks to make when a file declares them external
 
 
 class SwarmDeploy(_Command, frozen=True, tag="swarm_deploy"):
-    """``docker stack deploy -c FILE… stack`` with ``env`` in the process environment."""
+    """As Komodo's ``DeploySwarmStack``: the env files sourced in order (``set -a``), then
+    ``docker stack deploy -c FILE… [--with-registry-auth] EXTRA_ARGS -- stack`` in the run
+    directory (``docker stack rm`` first when ``destroy_before_deploy``)."""
 
     stack: str
     target: str
     run_directory: str = ""
     files: list[str] = []
-    env: dict[str, str] = {}
+    env: dict[str, str] = {}  # added to the process environment
     fence: Fence | None = None
-    env_files: list[str] = []  # additional_env_files: merged under env, in order
+    env_files: list[str] = []  # additional_env_files, sourced in order
+    source: StackSource = StackSource.GIT
+    env_file_path: str = ""  # the written env file (CheckoutReport.env_file), sourced last
+    extra_args: list[str] = []
+    destroy_before_deploy: bool = False
+    registry_auth: bool = False  # logged in for this stack: --with-registry-auth
+    networks: list[str] = []  # overlay networks to make when a file declares them external
 
 
 class ComposeDown(_Command, frozen=True, tag="compose_down"):
@@ -248,8 +312,10 @@ class EchoReply(msgspec.Struct, frozen=True, tag_field="t", tag="echo"):
 
 
 class CheckoutReport(msgspec.Struct, frozen=True, tag_field="t", tag="checkout"):
-    commit: str  # the full commit id
-    path: str  # the commit's directory on the agent
+    commit: str  # the full commit id ("" for a stack not from git)
+    path: str  # the stack's directory on the agent
+    env_file: str = ""  # the env_file_path to pass to compose ("" : none written or found)
+    run_directory: str = ""  # where the deploy runs
 
 
 class HealthVerdict(msgspec.Struct, frozen=True):

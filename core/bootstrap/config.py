@@ -24,9 +24,14 @@
     sync = "local"                    # the sync to run once the core answers ("" : none)
     sync_timeout = 900
 
+    networks = ["proxy"]              # overlay networks a stack declares external: made
+                                      # (attachable) by the stack's deploy when missing
+
     [[secret]]                        # swarm secrets: one source each, values never shown
     name = "db_password"
     env = "DB_PASSWORD"               # or file = "/root/db_password", or stdin = true
+    plain = false                     # true: made under this plain name (a stack declares it
+                                      # external), not versioned; never changed once made
 
 Relative paths are taken from the file's directory. Every problem raises
 :class:`~core.exceptions.ConfigError` naming the file, the key and what is wrong.
@@ -39,6 +44,7 @@ from pathlib import Path
 
 import msgspec
 
+from core.config import NETWORK_NAME as _NETWORK
 from core.deploy.secrets import valid_logical_name
 from core.exceptions import ConfigError
 from core.tomlconfig import load_struct
@@ -69,6 +75,7 @@ class SecretSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     env: str = ""
     file: str = ""
     stdin: bool = False
+    plain: bool = False  # made under its plain name (external in a stack), not versioned
 
     @property
     def source(self) -> str:
@@ -89,6 +96,7 @@ class BootstrapConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     stack_timeout: float = 900.0
     swarm: SwarmSpec = msgspec.field(default_factory=SwarmSpec)
     secret: list[SecretSpec] = msgspec.field(default_factory=list)
+    networks: list[str] = msgspec.field(default_factory=list)
     # Where the config was read from (not a key of the file).
     source: str = ""
 
@@ -148,6 +156,12 @@ def _finish(cfg: BootstrapConfig, file: Path) -> BootstrapConfig:
         secrets.append(msgspec.structs.replace(spec, file=rel(spec.file)))
     if stdin > 1:
         raise bad("secret", "only one secret can be read from stdin")
+    for index, network in enumerate(cfg.networks):
+        if not _NETWORK.fullmatch(network):
+            raise bad(
+                f"networks[{index}]",
+                f"{network!r}: letters, digits, '_', '.', '-', starting with a letter or digit",
+            )
     return msgspec.structs.replace(
         cfg,
         state_dir=rel(cfg.state_dir),

@@ -36,6 +36,7 @@ import aiohttp
 import anyio
 import anyio.abc
 import anyio.to_thread
+import msgspec
 
 from core.agents import endpoint_of
 from core.bootstrap import processes
@@ -53,7 +54,7 @@ from core.deploy.secrets import (
     remove_unused,
     wanted_versions,
 )
-from core.deploy.stack import StackJob
+from core.deploy.stack import StackJob, external_secret
 from core.events.bus import EventBus
 from core.exceptions import BootstrapFailed, ConfigError, CoreError, PeripheryUnavailable
 from core.plan.service import SyncService
@@ -72,6 +73,8 @@ from protocol.messages import (
     DeployMode,
     HealthGateReport,
     Run,
+    SecretCreate,
+    SecretReport,
     StackState,
     SwarmInit,
     SwarmReport,
@@ -142,7 +145,7 @@ def prepare(config: BootstrapConfig, core: CoreConfig) -> Prepared:
     jobs: dict[str, StackJob] = {}
     for stack in rs.stacks():
         try:
-            jobs[stack.name] = plan_job(rs, stack.name, values).job
+            jobs[stack.name] = plan_job(rs, stack.name, values, core).job
         except (JobError, CoreError) as exc:
             if stack.name in config.stacks or stack.name == config.core.stack:
                 raise BootstrapFailed("config", str(exc), "fix the stack's resource") from exc
@@ -221,12 +224,18 @@ class Bootstrap:
         )
         pool.set_servers([prepared.pool_endpoint])
         self._pool = pool
+        # the overlay networks bootstrap.toml lists are made by the stacks' deploys, as the
+        # core's external_networks are
+        core = msgspec.structs.replace(
+            self.core,
+            external_networks=sorted({*self.core.external_networks, *self.config.networks}),
+        )
         events = EventBus(None)
         self._records = records = DeployRecords(store)
-        self._deployer = deployer = StackDeployer(self.core, records, pool, events)
-        fingerprint = SyncService(self.core, store).fingerprint
+        self._deployer = deployer = StackDeployer(core, records, pool, events)
+        fingerprint = SyncService(core, store).fingerprint
         self._reconciler = reconciler = Reconciler(
-            FixedResources(prepared.resources, self.core.secrets, fingerprint),
+            FixedResources(prepared.resources, core, fingerprint),
             deployer,
             records,
             IntentLog(store),
@@ -370,20 +379,36 @@ class Bootstrap:
             return DONE, f"swarm initialised (node {report.node_id})"
         return UNCHANGED, f"a swarm manager already (node {report.node_id})"
 
-    def _read_values(self) -> dict[str, bytes]:
+    def _read_values(self, plain: bool = False) -> dict[str, bytes]:
         def read(spec: SecretSpec) -> bytes:
             return read_secret(spec, os.environ, self.read_stdin)
 
-        return {spec.name: read(spec) for spec in self.config.secret}
+        return {spec.name: read(spec) for spec in self.config.secret if spec.plain is plain}
 
     async def _secrets(self) -> tuple[str, str]:
         """The listed secrets and those the core keeps ([swarm_secrets]), at their current
-        versions."""
+        versions; the plain-named ones (``plain = true``, the core's [external_secrets]) made
+        when missing."""
+        plain = {
+            **{
+                name: self.core.secrets[key].encode()
+                for name, key in self.core.external_secrets.items()
+            },
+            **await anyio.to_thread.run_sync(functools.partial(self._read_values, plain=True)),
+        }
+        made = [
+            name
+            for name, data in sorted(plain.items())
+            if await self._made(f"secret {name}", external_secret(name, data))
+        ]
+        plain_detail = ", ".join(f"{n}" + (" (new)" if n in made else "") for n in sorted(plain))
         values = {
             **self.deployer.core_secret_values(),
             **await anyio.to_thread.run_sync(self._read_values),
         }
         if not values:
+            if plain:
+                return (DONE if made else UNCHANGED), plain_detail
             return UNCHANGED, "no secrets listed"
         self._wanted = wanted_versions(values)
         self.deployer.pinned_secrets = dict(self._wanted)
@@ -392,7 +417,13 @@ class Bootstrap:
             f"{name} → {version}" + (" (new)" if version in created else "")
             for name, version in sorted(self._wanted.items())
         )
-        return (DONE if created else UNCHANGED), detail
+        if plain:
+            detail = f"{detail}; {plain_detail}"
+        return (DONE if created or made else UNCHANGED), detail
+
+    async def _made(self, step: str, command: SecretCreate) -> bool:
+        report = await self._request(step, command)
+        return isinstance(report, SecretReport) and report.changed
 
     async def _healthy(self, job: StackJob) -> bool | None:
         """True/False: the stack runs healthy or not; None: nothing of it runs."""

@@ -472,7 +472,12 @@ class StackDeployer:
             state.started = True
             try:
                 channel = await self.pool.channel(plan.repo.server, CHANNEL_WAIT)
-                command = RepoSync(url=job.repo_url, commit=job.commit, path=plan.repo.path)
+                command = RepoSync(
+                    url=job.repo_url,
+                    commit=job.commit,
+                    path=plan.repo.path,
+                    credentials=job.credentials,
+                )
                 await run_step(channel, job, "repo", command, recorder)
             except (StackFailed, PeripheryUnavailable) as exc:
                 state.error = str(exc)

@@ -1,28 +1,41 @@
-"""A stack's ``environment`` (Komodo's multi-line ``KEY=value`` text) as a dict. Pure."""
+"""A stack's environment file, as Komodo writes it. Pure.
+
+The ``environment`` value is read as Komodo reads it by :mod:`core.resources.envtext` (its
+``env_vars_deserializer`` and ``parse_key_value_list``: comments, ``" #"``, ``//``, ``KEY:
+value``, quotes kept on the value). What is written (``lib/environment``,
+``write_env_file``; :func:`env_file_text`): ``variable=value`` per line, joined by ``\\n``,
+ending in ``\\n``; no variables, no file. Nothing is quoted or escaped: ``${VAR}``, ``$$`` and
+quotes reach Compose (or the shell that sources the file for ``docker stack deploy``) exactly
+as written.
+"""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+from core.resources.envtext import EnvLine, EnvProblem, parse_lines
 
 
-def parse_environment(text: str) -> dict[str, str]:
-    """``KEY=value`` or ``KEY = value`` lines; blank lines and ``#`` comments are skipped; a
-    value in matching single or double quotes loses them; ``export KEY=value`` works too.
-    Lines without ``=`` or with an unusable key raise ``ValueError`` naming the line."""
-    env: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not _KEY.fullmatch(key):
-            raise ValueError(f"environment line {number}: expected KEY=value, got {raw.strip()!r}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        env[key] = value
-    return env
+class EnvironmentLineError(ValueError):
+    """A line of ``environment`` Komodo would refuse (the message says which and why)."""
+
+
+def parse_environment(text: str) -> list[EnvLine]:
+    """The variables of ``text``, in order, duplicates kept; :class:`EnvironmentLineError`
+    names the first line (1-based, in ``text``) that has neither ``=`` nor ``:``."""
+    out: list[EnvLine] = []
+    for item in parse_lines(text):
+        if isinstance(item, EnvProblem):
+            raise EnvironmentLineError(
+                f"environment line {item.index + 1}: {item.text!r} has no '=' or ':'"
+                " (write KEY=value)"
+            )
+        out.append(item)
+    return out
+
+
+def env_file_text(variables: Iterable[EnvLine]) -> str:
+    """Komodo's ``write_env_file`` contents: ``variable=value`` lines ending in ``\\n``; ""
+    when there are no variables (then no file is written)."""
+    contents = "\n".join(f"{v.variable}={v.value}" for v in variables)
+    return contents if not contents or contents.endswith("\n") else contents + "\n"

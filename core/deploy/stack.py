@@ -1,9 +1,14 @@
-"""One stack's deploy, step by step over its periphery's channel.
+"""One stack's deploy, step by step over its periphery's channel, in Komodo's order.
 
-``checkout`` → ``pre_deploy`` (each command) → ``deploy`` (``docker stack deploy`` or
-``docker compose up``) → ``health`` (the gate, unless ``[stack.config.health] wait = false``).
+``secrets`` (Swarm, when the core keeps plain-named external secrets) → ``checkout`` (Komodo's
+``write_stack``: the files, the env file, the files that must exist, the registry login) →
+``pre_deploy`` → ``deploy`` (``docker stack deploy`` or ``docker compose up``) →
+``post_deploy`` (right after the deploy command, as Komodo runs it; its failure fails the
+stack) → ``health`` (the gate, unless ``[stack.config.health] wait = false``).
+
 Every step and every output line goes to a ``StepRecorder``; the first failing step raises
-``StackFailed`` whose message names the step and the periphery's reason.
+``StackFailed`` whose message names the step and the periphery's reason. The commands each step
+sends are built by the pure functions below (the Komodo table test checks them row by row).
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from protocol.messages import (
     ComposeUp,
     DeployMode,
     Fence,
+    GitCredentials,
     PreDeploy,
+    RegistryLogin,
+    SecretCreate,
+    StackSource,
     Stream,
     SwarmDeploy,
     WaitHealthy,
@@ -29,12 +38,18 @@ from protocol.messages import (
 from protocol.transport import CoreChannel
 
 DEFAULT_PRE_DEPLOY_TIMEOUT = 300.0
+EXTERNAL_LABEL = "stackward.external"
+"""The label of a swarm secret the core made under its plain name (``[external_secrets]``)."""
 
 
 @dataclass(frozen=True)
-class PreDeployStep:
+class CommandStep:
+    """A ``pre_deploy`` or ``post_deploy`` command: its text (interpolated), ``path`` (joined
+    to the run directory) and Komodo's mode (``shell_mode``: the text as it is)."""
+
     command: str
     path: str = ""
+    shell_mode: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,14 +63,28 @@ class StackJob:
     commit: str
     project: str = ""  # compose project / swarm stack name; defaults to ``name``
     run_directory: str = ""
-    files: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
+    files: tuple[str, ...] = ()  # the compose files, relative to the run directory
+    env: dict[str, str] = field(default_factory=dict)  # process environment of the deploy
     env_files: tuple[str, ...] = ()  # additional_env_files, relative to the run directory
-    pre_deploy: tuple[PreDeployStep, ...] = ()
+    pre_deploy: tuple[CommandStep, ...] = ()
+    post_deploy: tuple[CommandStep, ...] = ()
     auto_pull: bool = True
     ignore_services: tuple[str, ...] = ()
     health_wait: bool = True
     health_timeout: float = 300.0
+    source: StackSource = StackSource.GIT
+    env_file_path: str = ".env"
+    env_file: str = ""  # the env file's contents as Komodo writes them ("" : none)
+    file_contents: str = ""
+    required_files: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ()
+    destroy_before_deploy: bool = False
+    credentials: GitCredentials | None = field(default=None, repr=False)
+    registry: RegistryLogin | None = field(default=None, repr=False)
+    pre_deploy_timeout: float = DEFAULT_PRE_DEPLOY_TIMEOUT
+    post_deploy_timeout: float = DEFAULT_PRE_DEPLOY_TIMEOUT
+    networks: tuple[str, ...] = ()  # overlay networks the core may make (external_networks)
+    external_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def target(self) -> str:
@@ -64,6 +93,10 @@ class StackJob:
     @property
     def docker_name(self) -> str:
         return self.project or self.name
+
+    @property
+    def write_step(self) -> str:
+        return "checkout" if self.source is StackSource.GIT else "write"
 
 
 class StepRecorder(Protocol):
@@ -74,6 +107,116 @@ class StepRecorder(Protocol):
     async def step_finished(
         self, job: StackJob, step: str, ok: bool, message: str, seconds: float
     ) -> None: ...
+
+
+# ------------------------------------------------------------------------- commands (pure)
+
+
+def external_secret(name: str, data: bytes) -> SecretCreate:
+    """A swarm secret under its plain name, made when missing (never changed once made: a new
+    value needs a new name, or a versioned ``[swarm_secrets]`` entry)."""
+    return SecretCreate(name=name, data=data, labels={EXTERNAL_LABEL: name})
+
+
+def secret_commands(job: StackJob) -> list[SecretCreate]:
+    """The plain-named external secrets a Swarm deploy makes sure of (each made when missing)."""
+    if job.mode is not DeployMode.SWARM:
+        return []
+    return [external_secret(name, value.encode()) for name, value in job.external_secrets]
+
+
+def checkout_command(job: StackJob, fence: Fence | None = None) -> Checkout:
+    return Checkout(
+        repo_url=job.repo_url,
+        commit=job.commit,
+        target=job.target,
+        fence=fence,
+        credentials=job.credentials,
+        source=job.source,
+        run_directory=job.run_directory,
+        file_paths=list(job.files),
+        file_contents=job.file_contents,
+        env_file_path=job.env_file_path,
+        env_file=job.env_file,
+        required_files=list(job.required_files),
+        registry=job.registry,
+    )
+
+
+def command_steps(
+    job: StackJob, stage: str, fence: Fence | None = None
+) -> list[tuple[str, PreDeploy]]:
+    """``(step name, command)`` of each ``pre_deploy`` or ``post_deploy`` command."""
+    steps = job.pre_deploy if stage == "pre_deploy" else job.post_deploy
+    limit = job.pre_deploy_timeout if stage == "pre_deploy" else job.post_deploy_timeout
+    out = []
+    for index, step in enumerate(steps):
+        name = stage if len(steps) == 1 else f"{stage}[{index}]"
+        out.append(
+            (
+                name,
+                PreDeploy(
+                    target=job.target,
+                    command=step.command,
+                    path=step.path,
+                    timeout=limit,
+                    run_directory=job.run_directory,
+                    shell_mode=step.shell_mode,
+                    source=job.source,
+                    stage=stage,
+                    fence=fence,
+                ),
+            )
+        )
+    return out
+
+
+def deploy_command(job: StackJob, env_file: str, fence: Fence | None = None) -> Command:
+    """``env_file``: the written env file the checkout reported ("" : none)."""
+    if job.mode is DeployMode.SWARM:
+        return SwarmDeploy(
+            stack=job.docker_name,
+            target=job.target,
+            run_directory=job.run_directory,
+            files=list(job.files),
+            env=job.env,
+            env_files=list(job.env_files),
+            fence=fence,
+            source=job.source,
+            env_file_path=env_file,
+            extra_args=list(job.extra_args),
+            destroy_before_deploy=job.destroy_before_deploy,
+            registry_auth=job.registry is not None,
+            networks=list(job.networks),
+        )
+    return ComposeUp(
+        project=job.docker_name,
+        target=job.target,
+        run_directory=job.run_directory,
+        files=list(job.files),
+        env=job.env,
+        auto_pull=job.auto_pull,
+        env_files=list(job.env_files),
+        fence=fence,
+        source=job.source,
+        env_file_path=env_file,
+        extra_args=list(job.extra_args),
+        destroy_before_deploy=job.destroy_before_deploy,
+        networks=list(job.networks),
+    )
+
+
+def health_command(job: StackJob, fence: Fence | None = None) -> WaitHealthy:
+    return WaitHealthy(
+        mode=job.mode,
+        name=job.docker_name,
+        ignore_services=list(job.ignore_services),
+        timeout=job.health_timeout,
+        fence=fence,
+    )
+
+
+# ------------------------------------------------------------------------------------ I/O
 
 
 async def run_step(
@@ -107,68 +250,21 @@ async def run_step(
 async def deploy_stack(
     channel: CoreChannel, job: StackJob, recorder: StepRecorder, fence: Fence | None = None
 ) -> str:
-    """Run every step; return the full commit deployed. Raises ``StackFailed``."""
-    report = await run_step(
-        channel,
-        job,
-        "checkout",
-        Checkout(repo_url=job.repo_url, commit=job.commit, target=job.target, fence=fence),
-        recorder,
-    )
-    commit = report.commit if isinstance(report, CheckoutReport) else job.commit
-    for index, pre in enumerate(job.pre_deploy):
-        if not pre.command.strip():
-            continue
-        step = "pre_deploy" if len(job.pre_deploy) == 1 else f"pre_deploy[{index}]"
-        await run_step(
-            channel,
-            job,
-            step,
-            PreDeploy(
-                target=job.target,
-                command=pre.command,
-                path=pre.path,
-                env=job.env,
-                timeout=DEFAULT_PRE_DEPLOY_TIMEOUT,
-                fence=fence,
-            ),
-            recorder,
-        )
-    deploy: Command
-    if job.mode is DeployMode.SWARM:
-        deploy = SwarmDeploy(
-            stack=job.docker_name,
-            target=job.target,
-            run_directory=job.run_directory,
-            files=list(job.files),
-            env=job.env,
-            env_files=list(job.env_files),
-            fence=fence,
-        )
-    else:
-        deploy = ComposeUp(
-            project=job.docker_name,
-            target=job.target,
-            run_directory=job.run_directory,
-            files=list(job.files),
-            env=job.env,
-            auto_pull=job.auto_pull,
-            env_files=list(job.env_files),
-            fence=fence,
-        )
-    await run_step(channel, job, "deploy", deploy, recorder)
+    """Run every step; return the full commit deployed ("" for a stack not from git).
+    Raises ``StackFailed``."""
+    secrets = secret_commands(job)
+    for index, secret in enumerate(secrets):
+        step = "secrets" if len(secrets) == 1 else f"secrets[{index}]"
+        await run_step(channel, job, step, secret, recorder)
+    report = await run_step(channel, job, job.write_step, checkout_command(job, fence), recorder)
+    commit, env_file = job.commit, ""
+    if isinstance(report, CheckoutReport):
+        commit, env_file = report.commit or job.commit, report.env_file
+    for step, command in command_steps(job, "pre_deploy", fence):
+        await run_step(channel, job, step, command, recorder)
+    await run_step(channel, job, "deploy", deploy_command(job, env_file, fence), recorder)
+    for step, command in command_steps(job, "post_deploy", fence):
+        await run_step(channel, job, step, command, recorder)
     if job.health_wait:
-        await run_step(
-            channel,
-            job,
-            "health",
-            WaitHealthy(
-                mode=job.mode,
-                name=job.docker_name,
-                ignore_services=list(job.ignore_services),
-                timeout=job.health_timeout,
-                fence=fence,
-            ),
-            recorder,
-        )
+        await run_step(channel, job, "health", health_command(job, fence), recorder)
     return commit

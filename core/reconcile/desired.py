@@ -30,6 +30,7 @@ from core.config import CoreConfig
 from core.dependency_graph import Graph, stack_graph
 from core.deploy.deployer import Prepared
 from core.deploy.jobs import JobError, Source, plan_job, source_of, values_of
+from core.deploy.networks import with_network_order
 from core.exceptions import CoreError
 from core.git import GitError, resolve_branch
 from core.plan.canonical import canonical_form, content_hash
@@ -52,7 +53,7 @@ class DesiredState(Protocol):
 
     async def refresh(self) -> None: ...
 
-    async def graph(self) -> Graph: ...
+    async def graph(self, targets: Collection[str] = ()) -> Graph: ...
 
     async def prepare(self, stack: str, pin: str = "") -> Prepared: ...
 
@@ -174,9 +175,22 @@ class AppliedState:
             self._names = {s.name for s in rs.stacks()}
             return self._cache
 
-    async def graph(self) -> Graph:
+    async def graph(self, targets: Collection[str] = ()) -> Graph:
+        """The deploy order; with ``targets``, also after the stacks that make a network a
+        target uses (core/deploy/networks.py)."""
         _, rs, _ = await anyio.to_thread.run_sync(self._state)
-        return graph_of(rs, rs.tiers)
+        graph = graph_of(rs, rs.tiers)
+        if not targets:
+            return graph
+        jobs = {}
+        for name in sorted(targets):
+            try:
+                prepared, _, commit = await anyio.to_thread.run_sync(self._prepare, name, "")
+            except (JobError, CoreError):
+                continue
+            if commit or prepared.plan.source is None:
+                jobs[name] = prepared.job
+        return await with_network_order(rs, jobs, graph, self.config)
 
     def deployable(self) -> list[str]:
         """The stacks a sync deploys (``deploy = true``), by name."""
@@ -274,7 +288,7 @@ class AppliedState:
 
         def source(res: Resource) -> Source | None:
             try:
-                return source_of(rs, res, values)
+                return source_of(rs, res, values, self.config)
             except (JobError, CoreError):
                 return None
 
@@ -311,8 +325,10 @@ class AppliedState:
         out = {}
         for stack in rs.stacks():
             try:
-                src = source_of(rs, stack, values)
+                src = source_of(rs, stack, values, self.config)
             except (JobError, CoreError):
+                src = None
+            if src is None:
                 out[stack.name] = ""
                 continue
             out[stack.name] = self._desired_commit(
@@ -335,9 +351,9 @@ class AppliedState:
             spec, form = self._spec(rs, stack, hashes)
             sync = stored[("stack", stack.name)].sync
             try:
-                src = source_of(rs, stack, values)
-                commit = self._desired_commit(sync, src, rev, heads)
-                url = src.url
+                src = source_of(rs, stack, values, self.config)
+                commit = self._desired_commit(sync, src, rev, heads) if src else ""
+                url = src.url if src else ""
             except (JobError, CoreError):
                 commit, url = "", ""
 
@@ -368,7 +384,7 @@ class AppliedState:
         self._loaded[sync] = (rev, rs)
         return rs
 
-    def _prepare(self, stack: str, pin: str) -> tuple[Prepared, Source, str]:
+    def _prepare(self, stack: str, pin: str) -> tuple[Prepared, Source | None, str]:
         rev, applied, hashes = self._state()
         stored = self.store.resources()
         entry = stored.get(("stack", stack))
@@ -387,19 +403,21 @@ class AppliedState:
             if key[0] == "variable":
                 rs.resources[key] = res
         values = values_of(rs, self.config.secrets)
-        jp = plan_job(rs, stack, values)
+        jp = plan_job(rs, stack, values, self.config)
         spec, form = self._spec(applied, resource, hashes)
         src = jp.source
+        if src is None:  # files on the host, or file_contents: no commit to resolve
+            return Prepared(jp, jp.job, values, spec, form), None, ""
         commit = pin or self._desired_commit(entry.sync, src, rev, {})
         job = replace(jp.job, repo_url=src.url, commit=commit)
         return Prepared(jp, job, values, spec, form), src, commit
 
     async def prepare(self, stack: str, pin: str = "") -> Prepared:
         prepared, src, commit = await anyio.to_thread.run_sync(self._prepare, stack, pin)
-        if commit:
+        if commit or src is None:
             return prepared
         try:
-            head = await resolve_branch(src.url, src.branch)
+            head = await resolve_branch(src.url, src.branch, credentials=src.credentials)
         except GitError as exc:
             raise JobError(f"stack {stack!r}: {exc}") from exc
         await anyio.to_thread.run_sync(self.heads.set, src.url, src.branch, head, "deploy")
@@ -411,8 +429,12 @@ class FixedResources:
     """A resource set deployed as it is (the bootstrap's)."""
 
     rs: ResourceSet
-    secrets: Mapping[str, str]
+    config: CoreConfig
     fingerprint: Fingerprint
+
+    @property
+    def secrets(self) -> Mapping[str, str]:
+        return self.config.secrets
 
     def knows(self, stack: str) -> bool:
         return ("stack", stack) in self.rs.resources
@@ -420,13 +442,22 @@ class FixedResources:
     async def refresh(self) -> None:
         return None
 
-    async def graph(self) -> Graph:
-        return graph_of(self.rs, self.rs.tiers)
+    async def graph(self, targets: Collection[str] = ()) -> Graph:
+        graph = graph_of(self.rs, self.rs.tiers)
+        if not targets:
+            return graph
+        jobs = {}
+        for name in sorted(targets):
+            try:
+                jobs[name] = (await self.prepare(name)).job
+            except (JobError, CoreError):
+                continue
+        return await with_network_order(self.rs, jobs, graph, self.config)
 
     async def prepare(self, stack: str, pin: str = "") -> Prepared:
         rs = self.rs
         values = values_of(rs, dict(self.secrets))
-        jp = plan_job(rs, stack, values)
+        jp = plan_job(rs, stack, values, self.config)
         variables = {
             r.name: content_hash(canonical_form(r, self.fingerprint))
             for r in rs.of_kind("variable")
@@ -437,10 +468,12 @@ class FixedResources:
         repo = rs.resources.get(("repo", cfg.linked_repo)) if cfg.linked_repo else None
         spec, form = spec_of(stack_form(cfg), repo_form(repo.config if repo else None), hashes)
         src = jp.source
+        if src is None:
+            return Prepared(jp, jp.job, values, spec, form)
         commit = pin or src.commit
         if not commit:
             try:
-                commit = await resolve_branch(src.url, src.branch)
+                commit = await resolve_branch(src.url, src.branch, credentials=src.credentials)
             except GitError as exc:
                 raise JobError(f"stack {stack!r}: {exc}") from exc
         job = replace(jp.job, repo_url=src.url, commit=commit)

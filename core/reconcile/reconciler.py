@@ -337,7 +337,7 @@ class Reconciler:
         outcomes: dict[str, StackOutcome] = {}
         log.info("run %s started (%s): %s", run.id, run.trigger, ", ".join(sorted(run.stacks)))
         try:
-            graph = await self.desired.graph()
+            graph = await self.desired.graph(run.stacks)
             missing = sorted(s for s in run.stacks if s not in graph.nodes)
             for name in missing:  # deleted since: nothing to deploy
                 await self._close(run, name, "skipped", "no longer in the applied resources")

@@ -42,9 +42,6 @@ FALSE: Final = "false"
 ANY: Final = "any"
 
 _LATER = "not in stackward yet (planned)"
-# Environment lines (not # comments) whose meaning stackward's quoting changes today: a $ or a
-# backslash, an end-of-line comment, a YAML "- " item, a quoted line, a // comment, KEY: value.
-_ENV_DIFFERS = r"(?m)^[ \t]*(?:[-\"'/]|[^#\s][^\n]*(?:[$\\]| #)|[^#=\s][^=\n]*:)"
 
 
 class Inert(msgspec.Struct, frozen=True):
@@ -71,30 +68,16 @@ class Inert(msgspec.Struct, frozen=True):
 
 # fmt: off
 INERT: Final[tuple[Inert, ...]] = (
-    Inert("stack.post_deploy", SET, "never runs: nothing is run after the deploy"),
-    Inert("stack.pre_deploy", SET, "runs in the repository's root joined with its path, not in run_directory joined with it", only="pre_deploy_below_run_directory"),  # noqa: E501
-    Inert("stack.environment", SET, "values are unquoted and requoted before compose reads them: ${VAR}, $$, backslashes, ' #' comments, KEY: value, - KEY=value, \"KEY=value\" and // lines are not what Komodo writes", pattern=_ENV_DIFFERS),  # noqa: E501
-    Inert("stack.pre_deploy.shell_mode", TRUE, "is ignored: the command runs as one sh -c script"),
-    Inert("stack.extra_args", SET, "is not passed: the deploy command runs without them"),
-    Inert("stack.env_file_path", SET, "is ignored: the environment is written to .env"),
-    Inert("stack.destroy_before_deploy", TRUE, "is ignored: services are updated in place, never taken down first"),  # noqa: E501
-    Inert("stack.git_account", SET, "is ignored: the repository is cloned without credentials (a private one fails to clone)", only="own_repository"),  # noqa: E501
-    Inert("stack.registry_provider", SET, "is ignored: no docker login (pulls from a private registry fail)"),  # noqa: E501
-    Inert("stack.registry_account", SET, "is ignored: no docker login (pulls from a private registry fail)"),  # noqa: E501
-    Inert("stack.files_on_host", TRUE, "is not supported: the files are taken from the stack's repository, and without one the deploy fails"),  # noqa: E501
-    Inert("stack.file_contents", SET, "is not supported: a stack whose compose file is written here cannot deploy (stackward takes compose files from a repository)", only="no_repository"),  # noqa: E501
     Inert("stack.run_build", TRUE, "is ignored: nothing is built (docker compose build is not run)"),  # noqa: E501
     Inert("stack.build_extra_args", SET, "is ignored: nothing is built (docker compose build is not run)"),  # noqa: E501
     Inert("stack.compose_cmd_wrapper", SET, "is ignored: the compose command runs unwrapped"),
     Inert("stack.compose_cmd_wrapper_include", SET, "is ignored: the compose command runs unwrapped"),  # noqa: E501
-    Inert("stack.skip_secret_interp", TRUE, "is ignored: [[NAME]] is interpolated anyway"),
     Inert("stack.clone_path", SET, "is ignored: the files are exported into the agent's data directory"),  # noqa: E501
     Inert("stack.poll_for_updates", TRUE, f"is ignored: nothing checks for newer images; image updates are {_LATER}", deploy=False),  # noqa: E501
     Inert("stack.auto_update", TRUE, f"is ignored: newer images are not deployed on their own; image updates are {_LATER}", deploy=False),  # noqa: E501
     Inert("stack.auto_update_all_services", TRUE, f"is ignored: image updates are {_LATER}", deploy=False),  # noqa: E501
     Inert("stack.auto_update_skip_services", SET, f"is ignored: image updates are {_LATER}", deploy=False),  # noqa: E501
     Inert("stack.send_alerts", TRUE, f"is ignored: no alerts are sent (state changes are in stackward events); alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.auto_prune", TRUE, "is ignored: nothing is pruned on the server", deploy=False),
     Inert("server.enabled", FALSE, "is ignored: a disabled server is still connected to and deployed on"),  # noqa: E501
     Inert("server.passkey", ANY, "is ignored: agents authenticate with stackward's keys (stackward keys)", deploy=False),  # noqa: E501
     Inert("server.insecure_tls", ANY, "is ignored: the agent channel is sealed with stackward's keys, not TLS", deploy=False),  # noqa: E501
@@ -115,7 +98,7 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("server.maintenance_windows", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
     Inert("swarm.send_unhealthy_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
     Inert("swarm.maintenance_windows", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("repo.git_account", SET, "is ignored: the repository is cloned without credentials (a private one fails to clone)"),  # noqa: E501
+    Inert("repo.git_account", SET, "is used when the stacks that link the repo deploy, not yet when a webhook or the poll moves the repo's own clone (a private one fails to pull then)", deploy=False),  # noqa: E501
     Inert("repo.builder", SET, "is ignored: stackward builds nothing", deploy=False),
     Inert("repo.on_clone", SET, "never runs: nothing is run after the clone", deploy=False),
     Inert("repo.on_pull", SET, "never runs: nothing is run after a pull", deploy=False),

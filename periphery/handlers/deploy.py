@@ -5,7 +5,6 @@ errors into typed results."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from periphery.config import LoadedConfig
 from periphery.exceptions import (
@@ -15,11 +14,10 @@ from periphery.exceptions import (
     InvalidName,
     PeripheryError,
 )
-from periphery.fences import FenceBook, fence_file
-from periphery.ops import checkout, compose, health, predeploy, repo, swarm
-from periphery.ops.envfile import merge_env_files
-from periphery.ops.paths import resolve_inside, run_paths, safe_name
+from periphery.fences import FenceBook
+from periphery.ops import commands, compose, health, repo, swarm, write
 from periphery.ops.verdict import State, Verdict
+from periphery.paths import STATE, StackPaths, stack_paths
 from protocol.messages import (
     Checkout,
     CheckoutReport,
@@ -34,6 +32,7 @@ from protocol.messages import (
     PreDeploy,
     RepoSync,
     ResultValue,
+    StackSource,
     StackState,
     Stream,
     SwarmDeploy,
@@ -78,13 +77,7 @@ def failure(exc: PeripheryError) -> Outcome:
 class DeployHandlers:
     def __init__(self, config: LoadedConfig) -> None:
         self.root = config.root
-        self.fences = FenceBook(fence_file(config.root))
-
-    def _checkout_dir(self, target: str) -> Path:
-        current = resolve_inside(self.root, safe_name(target, "target")) / "current"
-        if not current.is_dir():
-            raise DeployError(f"{target!r} has no checkout yet: run Checkout first")
-        return current.resolve()
+        self.fences = FenceBook(config.root / STATE / "fences.json")
 
     def _stale(self, fence: Fence | None) -> Outcome | None:
         if self.fences.admit(fence):
@@ -96,6 +89,17 @@ class DeployHandlers:
                 f"a newer deploy holds the lock on {fence.key!r} (token {fence.token} is stale)",
             )
         )
+
+    def _paths(self, target: str, source: StackSource, run_directory: str) -> StackPaths:
+        """The stack's directories; a git stack must have been checked out."""
+        paths = stack_paths(self.root, target, source, run_directory)
+        if source is StackSource.GIT and not paths.directory.is_dir():
+            raise DeployError(f"{target!r} has no checkout yet: run Checkout first")
+        if not paths.run_directory.is_dir():
+            raise DeployError(
+                f"run_directory {run_directory!r}: {paths.run_directory} is not a directory"
+            )
+        return paths
 
     async def handle(self, command: DeployCommand, out: OutputWriter) -> Outcome:
         """Run one deploy command: refused when its fence is stale, errors typed."""
@@ -110,44 +114,49 @@ class DeployHandlers:
     async def _run(self, command: DeployCommand, emit: Emit) -> ResultValue | None:
         match command:
             case Checkout():
-                path = await checkout.checkout(
-                    self.root, command.repo_url, command.commit, command.target, emit
-                )
-                return CheckoutReport(commit=path.name, path=str(path))
+                return await write.write_stack(self.root, command, emit)
             case RepoSync():
                 path = await repo.sync_repo(
-                    self.root, command.url, command.commit, command.path, emit
+                    self.root, command.url, command.commit, command.path, emit, command.credentials
                 )
                 return CheckoutReport(commit=command.commit, path=str(path))
             case PreDeploy():
-                await predeploy.run_pre_deploy(
-                    self._checkout_dir(command.target),
-                    command.command,
-                    command.path or None,
-                    command.env,
-                    emit,
-                    time_limit=command.timeout,
+                paths = self._paths(command.target, command.source, command.run_directory)
+                argv = commands.command_argv(command.command, command.shell_mode)
+                if argv is None:
+                    return None
+                workdir = paths.command_directory(command.path, command.stage)
+                await commands.run_command(
+                    argv, workdir, command.stage, emit, command.timeout, command.env
                 )
             case ComposeUp():
-                paths = run_paths(
-                    self._checkout_dir(command.target), command.run_directory, command.files
-                )
-                env = merge_env_files(paths.run_directory, command.env_files, command.env)
                 await compose.compose_up(
+                    self._paths(command.target, command.source, command.run_directory),
+                    command.target,
                     command.project,
-                    paths.relative_files(),
-                    paths.run_directory,
-                    env,
-                    command.auto_pull,
+                    command.files or ["compose.yaml"],
+                    command.env_file_path,
+                    command.env_files,
+                    command.extra_args,
+                    command.env,
                     emit,
+                    auto_pull=command.auto_pull,
+                    destroy_before_deploy=command.destroy_before_deploy,
+                    make_networks=command.networks,
                 )
             case SwarmDeploy():
-                paths = run_paths(
-                    self._checkout_dir(command.target), command.run_directory, command.files
-                )
-                env = merge_env_files(paths.run_directory, command.env_files, command.env)
                 await swarm.swarm_deploy(
-                    command.stack, paths.relative_files(), paths.run_directory, env, emit
+                    self._paths(command.target, command.source, command.run_directory),
+                    command.stack,
+                    command.files or ["compose.yaml"],
+                    command.env_file_path,
+                    command.env_files,
+                    command.extra_args,
+                    command.env,
+                    emit,
+                    registry_auth=command.registry_auth,
+                    destroy_before_deploy=command.destroy_before_deploy,
+                    make_networks=command.networks,
                 )
             case ComposeDown():
                 await compose.compose_down(command.project, emit)

@@ -1,24 +1,38 @@
-"""``docker compose -p NAME -f FILE… up -d --remove-orphans`` (or ``docker-compose`` v1).
+"""A Compose stack's deploy, as Komodo's ``ComposeUp`` runs it (``api/compose.rs``), in the run
+directory:
 
-What reaches the containers: only what the compose files give them (``environment:``,
-``env_file:``). The stack's environment is used for ``${VAR}`` interpolation in the files: it is
-written to ``.env`` in the run directory (passed as ``--env-file``) and also set in the process
-environment of the compose command, which takes precedence, so values arrive exactly.
+1. with ``auto_pull``: ``COMPOSE -p P -f FILE… [--env-file ENV…] pull``;
+2. with ``destroy_before_deploy``: ``COMPOSE -p P down``;
+3. ``COMPOSE -p P -f FILE… [--env-file ENV…] up -d EXTRA_ARGS…``.
+
+``COMPOSE`` is ``docker compose`` (v2), or ``docker-compose`` (v1) where only that exists; the
+env files are :func:`periphery.ops.envfile.env_files`, in Komodo's order. What v1 needs, each
+written once here: one ``--env-file`` (the files joined into one the agent keeps), and the
+compose files for ``down`` (v1 finds a project only through them).
+
+Two things differ from Komodo on purpose: a failed ``pull`` whose images are all present locally
+goes on with a warning (a host that cannot reach its registry still redeploys); and external
+overlay networks the core may make (``networks``) are made first when missing.
+
+:func:`compose_plan` is pure (the Komodo table test checks it); :func:`compose_up` runs it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from periphery.exceptions import CommandFailed, CommandTimeout, StackDeployFailed
-from periphery.ops.dockercli import compose_command, project_name
-from periphery.ops.envfile import check_env, write_env_file
-from periphery.ops.paths import resolve_inside
-from periphery.ops.process import Emit, base_env, capture, note, run, shown
+from periphery.ops import networks
+from periphery.ops.commands import split_extra_args
+from periphery.ops.dockercli import compose_command, project_name, read_stack_files
+from periphery.ops.envfile import check_env, env_files, joined_env_file
+from periphery.paths import STATE, StackPaths
+from periphery.process import Emit, base_env, capture, note, run, shown
 
 log = logging.getLogger(__name__)
 
@@ -26,30 +40,70 @@ UP_TIMEOUT = 600.0
 PULL_TIMEOUT = 900.0
 QUERY_TIMEOUT = 60.0
 PROJECT_LABEL = "com.docker.compose.project"
+JOINED = "joined env file"  # stands for the v1 file until it is written
 
 
-async def _base_argv(
-    project: str, files: Sequence[str], workdir: Path, env: Mapping[str, str]
-) -> list[str]:
-    paths = [resolve_inside(workdir, f) for f in files]
-    argv = [*await compose_command(), "-p", project]
-    for path in paths:
-        argv += ["-f", str(path)]
-    if env:
-        argv += ["--env-file", str(write_env_file(workdir, env))]
-    return argv
+@dataclass(frozen=True)
+class Invocation:
+    """One command of a deploy: its argv and where it runs (None: the agent's directory)."""
+
+    what: str
+    argv: list[str]
+    cwd: Path | None
 
 
-async def _step(
-    argv: list[str], workdir: Path, env: dict[str, str], emit: Emit, time_limit: float
-) -> int:
-    await note(emit, f"$ {shown(argv)}")
+@dataclass(frozen=True)
+class ComposePlan:
+    pull: Invocation | None
+    down: Invocation | None
+    up: Invocation
+    env_files: list[str]  # in order, as given (relative to the run directory, or absolute)
+    joined: bool  # v1 with several env files: JOINED in argv stands for the agent's file
+
+
+def compose_plan(
+    compose: Sequence[str],
+    project: str,
+    files: Sequence[str],
+    env_file: str,
+    additional_env_files: Sequence[str],
+    extra_args: Sequence[str],
+    *,
+    auto_pull: bool,
+    destroy_before_deploy: bool,
+    run_directory: Path,
+) -> ComposePlan:
+    """The commands of a deploy (nothing runs); ``env_file`` is the written env file ("")."""
+    v1 = tuple(compose) == ("docker-compose",)
+    ordered = env_files(env_file, additional_env_files)
+    joined = v1 and len(ordered) > 1
+    env_args: list[str] = []
+    for path in [JOINED] if joined else ordered:
+        env_args += ["--env-file", path]
+    base = [*compose, "-p", project]
+    for path in files:
+        base += ["-f", path]
+    base += env_args
+    pull = Invocation("pull", [*base, "pull"], run_directory) if auto_pull else None
+    down = None
+    if destroy_before_deploy:
+        down = (
+            Invocation("down", [*base, "down"], run_directory)
+            if v1
+            else Invocation("down", [*compose, "-p", project, "down"], None)
+        )
+    up = Invocation("up", [*base, "up", "-d", *split_extra_args(extra_args)], run_directory)
+    return ComposePlan(pull, down, up, ordered, joined)
+
+
+async def _step(step: Invocation, env: dict[str, str], emit: Emit, time_limit: float) -> int:
+    await note(emit, f"$ {shown(step.argv)}")
     try:
-        done = await run(argv, emit=emit, time_limit=time_limit, cwd=workdir, env=env)
+        done = await run(step.argv, emit=emit, time_limit=time_limit, cwd=step.cwd, env=env)
     except (CommandTimeout, CommandFailed) as exc:
         raise StackDeployFailed(str(exc)) from exc
     if done.returncode != 0:
-        log.info("%s exited %s", shown(argv), done.returncode)
+        log.info("%s exited %s", shown(step.argv), done.returncode)
     return done.returncode
 
 
@@ -76,10 +130,11 @@ async def _present_locally(image: str, env: dict[str, str]) -> bool:
     return done.returncode == 0
 
 
-async def _pull(base: list[str], workdir: Path, env: dict[str, str], emit: Emit) -> None:
-    if await _step([*base, "pull"], workdir, env, emit, PULL_TIMEOUT) == 0:
+async def _pull(step: Invocation, env: dict[str, str], emit: Emit) -> None:
+    if await _step(step, env, emit, PULL_TIMEOUT) == 0:
         return
-    images = await _images(base, workdir, env)
+    assert step.cwd is not None
+    images = await _images(step.argv[:-1], step.cwd, env)
     missing = [image for image in images if not await _present_locally(image, env)]
     if missing:
         raise StackDeployFailed(
@@ -88,47 +143,85 @@ async def _pull(base: list[str], workdir: Path, env: dict[str, str], emit: Emit)
     await note(emit, "warning: compose pull failed; using the images present locally", "stderr")
 
 
+def _resolve_joined(plan: ComposePlan, paths: StackPaths, target: str) -> ComposePlan:
+    """v1: write the joined env file and put its path where :data:`JOINED` stands."""
+    if not plan.joined:
+        return plan
+    dest = paths.directory.parent / STATE / "env" / f"{target}.env"
+    joined = joined_env_file(dest, [paths.resolve(f, what="env file") for f in plan.env_files])
+
+    def swap(step: Invocation | None) -> Invocation | None:
+        if step is None:
+            return None
+        return Invocation(
+            step.what, [str(joined) if a == JOINED else a for a in step.argv], step.cwd
+        )
+
+    up = swap(plan.up)
+    assert up is not None
+    return ComposePlan(swap(plan.pull), swap(plan.down), up, plan.env_files, True)
+
+
 async def compose_up(
+    paths: StackPaths,
+    target: str,
     project: str,
     files: Sequence[str],
-    workdir: Path,
+    env_file: str,
+    additional_env_files: Sequence[str],
+    extra_args: Sequence[str],
     env: Mapping[str, str],
-    auto_pull: bool,
     emit: Emit,
+    *,
+    auto_pull: bool,
+    destroy_before_deploy: bool,
+    make_networks: Sequence[str] = (),
     time_limit: float = UP_TIMEOUT,
 ) -> None:
-    """Pull (when ``auto_pull``) then ``up -d --remove-orphans`` the project in ``workdir``.
-
-    ``files`` are relative to ``workdir`` (confined to it). Raises :class:`StackDeployFailed`
-    when a step exits non-zero, :class:`InvalidName`, :class:`ForbiddenPath`.
-    """
+    """Run :func:`compose_plan` in the stack's run directory. Raises
+    :class:`StackDeployFailed` when a step exits non-zero, :class:`InvalidName`,
+    :class:`ForbiddenPath`."""
     project_name(project)
-    check_env(env)
-    base = await _base_argv(project, files, workdir, env)
+    check_env(dict(env))
+    for path in files:
+        paths.resolve(path, what="file_paths")
+    for path in additional_env_files:
+        paths.resolve(path, what="additional_env_files")
+    plan = compose_plan(
+        await compose_command(),
+        project,
+        files,
+        env_file,
+        additional_env_files,
+        extra_args,
+        auto_pull=auto_pull,
+        destroy_before_deploy=destroy_before_deploy,
+        run_directory=paths.run_directory,
+    )
+    plan = _resolve_joined(plan, paths, target)
     penv = base_env(env)
-    if auto_pull:
-        await _pull(base, workdir, penv, emit)
-    argv = [*base, "up", "-d", "--remove-orphans"]
-    if await _step(argv, workdir, penv, emit, time_limit) != 0:
+    if make_networks:
+        documents = read_stack_files([paths.resolve(f, what="file_paths") for f in files])
+        await networks.ensure_networks(make_networks, documents, emit)
+    if plan.pull is not None:
+        await _pull(plan.pull, penv, emit)
+    if plan.down is not None and await _step(plan.down, penv, emit, time_limit) != 0:
+        raise StackDeployFailed(
+            f"failed to bring down the existing containers of {project!r} (compose down); stopping"
+        )
+    if await _step(plan.up, penv, emit, time_limit) != 0:
         raise StackDeployFailed(f"compose up of {project!r} failed (see the output above)")
 
 
 async def compose_down(
     project: str,
     emit: Emit,
-    files: Sequence[str] = (),
-    workdir: Path | None = None,
     time_limit: float = UP_TIMEOUT,
 ) -> None:
-    """Take the project down: ``compose down --remove-orphans`` with its files when given,
-    else remove its containers and networks by the compose project label."""
+    """Take a project down (a stack removed from the resources): its containers and networks,
+    found by the compose project label (no files needed, any Compose)."""
     project_name(project)
     penv = base_env()
-    if files and workdir is not None:
-        base = await _base_argv(project, files, workdir, {})
-        if await _step([*base, "down", "--remove-orphans"], workdir, penv, emit, time_limit) != 0:
-            raise StackDeployFailed(f"compose down of {project!r} failed")
-        return
     label = f"label={PROJECT_LABEL}={project}"
     for kind, listing, remove in (
         ("containers", ["docker", "ps", "-aq", "--filter", label], ["docker", "rm", "-f"]),
@@ -142,5 +235,6 @@ async def compose_down(
         ids = found.stdout.decode().split()
         if found.returncode != 0:
             raise StackDeployFailed(f"cannot list {kind} of {project!r}")
-        if ids and await _step([*remove, *ids], Path("/"), penv, emit, time_limit) != 0:
+        step = Invocation(kind, [*remove, *ids], None)
+        if ids and await _step(step, penv, emit, time_limit) != 0:
             raise StackDeployFailed(f"cannot remove the {kind} of {project!r}")

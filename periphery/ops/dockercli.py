@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from periphery.exceptions import CommandFailed, InvalidName, StackDeployFailed
-from periphery.ops.process import base_env, capture
+from periphery.process import base_env, capture
 
 log = logging.getLogger(__name__)
 

@@ -1,65 +1,47 @@
-"""The stack's environment as a ``.env`` file that both Compose v1 and v2 read the same way.
+"""The stack's env file, written as Komodo writes it, and the env files a deploy passes on.
 
-Values made only of plain characters are written bare; values without a single quote or a line
-break are single-quoted (no interpolation, no escapes, in both parsers); anything else is
-double-quoted with ``\\\\``, ``\\"``, ``\\n``, ``\\$`` escapes. The exact values also reach Compose
-through the process environment, which takes precedence over ``.env`` for interpolation.
+Komodo's rules (moghtech/komodo), each written once here:
+
+- Writing (``lib/environment``, ``write_env_file``; :func:`write_env_file`): the text the core
+  sends (``variable=value`` lines, built by ``core.deploy.environment``) goes to the run
+  directory joined with ``env_file_path``, as it is, mode 0600. With no variables nothing is
+  written, and the file is passed on only if it is already there (a ``files_on_host`` stack
+  whose author writes it).
+- Which files and in what order (``api/compose.rs``, ``env_file_args``; :func:`env_files`): each
+  of ``additional_env_files`` except the written file itself, in order, then the written file
+  last, so that its values win. Compose gets ``--env-file`` for each; for ``docker stack
+  deploy`` the shell sources each in that order (``set -a``).
+- Compose v1 reads one ``--env-file`` only: there the files are joined, in the same order, into
+  one the agent keeps (:func:`joined_env_file`), so later values still win.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
-from periphery.exceptions import InvalidName
-
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_BARE = re.compile(r"[A-Za-z0-9_./:@%+,=-]*")
-_FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+from periphery.exceptions import DeployError, InvalidName
 
 
-def check_env(env: Mapping[str, str]) -> None:
-    """Raise :class:`InvalidName` when a key is not a variable name or a value holds NUL."""
+def check_env(env: dict[str, str]) -> None:
+    """Raise :class:`InvalidName` when a process environment key is unusable or a value holds
+    NUL (these go to ``execve``, not to a file)."""
     for key, value in env.items():
-        if not _KEY.fullmatch(key):
+        if not key or "=" in key or "\x00" in key:
             raise InvalidName(f"environment variable name {key!r} is not valid")
         if "\x00" in value:
             raise InvalidName(f"environment variable {key} contains a NUL byte")
 
 
-def quote(value: str) -> str:
-    if _BARE.fullmatch(value):
-        return value
-    if "'" not in value and "\n" not in value and "\r" not in value:
-        return f"'{value}'"
-    escaped = (
-        value.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("$", "\\$")
-    )
-    return f'"{escaped}"'
-
-
-def render(env: Mapping[str, str]) -> str:
-    check_env(env)
-    return "".join(f"{key}={quote(value)}\n" for key, value in env.items())
-
-
-def write_env_file(directory: Path, env: Mapping[str, str], name: str = ".env") -> Path:
-    """Write ``directory/name`` atomically, mode 0600; a symlink there is replaced, not followed."""
-    if not _FILE_NAME.fullmatch(name) or name in {".", ".."}:
-        raise InvalidName(f"env file name {name!r} must be a plain file name")
-    path = directory.resolve() / name
-    content = render(env)
-    tmp = path.with_name(f".{name}.{secrets.token_hex(4)}.tmp")
+def write_private(path: Path, content: str) -> Path:
+    """Write ``path`` atomically, mode 0600; a symlink there is replaced, not followed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(content)
         os.replace(tmp, path)
     except BaseException:
@@ -68,45 +50,39 @@ def write_env_file(directory: Path, env: Mapping[str, str], name: str = ".env") 
     return path
 
 
-def parse_env_text(text: str, where: str) -> dict[str, str]:
-    """``KEY=value`` lines as Compose reads them: blank lines and ``#`` comments skipped, an
-    optional ``export``, matching outer quotes removed (double quotes with ``\\n`` escapes)."""
-    env: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").lstrip()
-        key, sep, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not _KEY.fullmatch(key):
-            raise InvalidName(f"{where}:{number}: expected KEY=value")
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
-        elif len(value) >= 2 and value[0] == value[-1] == "'":
-            value = value[1:-1]
-        env[key] = value
-    return env
+def write_env_file(path: Path, content: str) -> bool:
+    """Komodo's ``write_env_file`` at ``path`` (the run directory joined with
+    ``env_file_path``): True when the file is to be passed on (written now, or there already)."""
+    if "\x00" in content:
+        raise InvalidName("the environment contains a NUL byte")
+    if not content:
+        return path.is_file()
+    try:
+        write_private(path, content)
+    except OSError as exc:
+        raise DeployError(
+            f"failed to write the environment file to {path}: {exc.strerror or exc}"
+        ) from exc
+    return True
 
 
-def merge_env_files(
-    run_directory: Path, files: list[str], env: Mapping[str, str]
-) -> dict[str, str]:
-    """The variables of ``files`` in order (later wins), then ``env`` over them.
+def env_files(env_file_path: str, additional: Sequence[str]) -> list[str]:
+    """Komodo's ``env_file_args`` order: the additional files (but the written one), then the
+    written one (``env_file_path``; "" when none was written)."""
+    out = [f for f in additional if not env_file_path or f != env_file_path]
+    if env_file_path:
+        out.append(env_file_path)
+    return out
 
-    A relative path is confined to the run directory (symlinks included); an absolute path is
-    a file on the host, as the resource file gives it. A missing file is an error that names it.
-    """
-    from periphery.exceptions import DeployError
-    from periphery.ops.paths import resolve_inside
 
-    merged: dict[str, str] = {}
-    for name in files:
-        path = Path(name) if os.path.isabs(name) else resolve_inside(run_directory, name)
+def joined_env_file(target_dir: Path, paths: Sequence[Path]) -> Path:
+    """For Compose v1: ``paths`` joined in order into one file the agent keeps beside the
+    stack (``ROOT/.stackward/env/<target>.env``, mode 0600)."""
+    parts = []
+    for path in paths:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise DeployError(f"env file {name!r}: {exc.strerror or exc}") from exc
-        merged.update(parse_env_text(text, name))
-    merged.update(env)
-    return merged
+            raise DeployError(f"env file {path}: {exc.strerror or exc}") from exc
+        parts.append(text if text.endswith("\n") or not text else text + "\n")
+    return write_private(target_dir, "".join(parts))

@@ -22,8 +22,8 @@ import anyio
 
 from periphery.exceptions import HealthGateFailed
 from periphery.ops import health_compose, health_swarm
-from periphery.ops.process import Emit, discard, note
 from periphery.ops.verdict import Rules, State, Verdict, ignored, now, summary
+from periphery.process import Emit, discard, note
 
 log = logging.getLogger(__name__)
 

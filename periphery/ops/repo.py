@@ -8,42 +8,33 @@ never overwritten.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from periphery.exceptions import CheckoutError, ForbiddenPath
-from periphery.ops.checkout import redact
+from periphery.ops.checkout import git_env, redact
 from periphery.ops.locks import file_lock
-from periphery.ops.paths import commit_id, resolve_inside
-from periphery.ops.process import Emit, base_env, run
+from periphery.paths import commit_id, repo_path
+from periphery.process import Emit, run
+from protocol.messages import GitCredentials
 
 GIT_TIMEOUT = 300.0
 LOCK_TIMEOUT = 600.0  # waiting for another sync of the same clone
 
 
-def repo_path(root: Path, path: str) -> Path:
-    if not path.strip():
-        raise ForbiddenPath("a repo needs a path")
-    pure = PurePosixPath(path)
-    if ".." in pure.parts:
-        raise ForbiddenPath(f"repo path {path!r} contains '..'")
-    if pure.is_absolute():
-        if len(pure.parts) < 3:
-            raise ForbiddenPath(f"repo path {path!r} is too close to / to be a clone's directory")
-        return Path(path)
-    return resolve_inside(root / "repos", path)
-
-
-async def _git(argv: list[str], emit: Emit, what: str) -> None:
-    env = base_env({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"})
-    if "SSH_AUTH_SOCK" in os.environ:
-        env["SSH_AUTH_SOCK"] = os.environ["SSH_AUTH_SOCK"]
-    done = await run(["git", *argv], emit=emit, time_limit=GIT_TIMEOUT, env=env)
+async def _git(argv: list[str], emit: Emit, what: str, env: dict[str, str] | None = None) -> None:
+    done = await run(["git", *argv], emit=emit, time_limit=GIT_TIMEOUT, env=env or git_env())
     if done.returncode != 0:
         raise CheckoutError(done.summary(what))
 
 
-async def sync_repo(root: Path, url: str, commit: str, path: str, emit: Emit) -> Path:
+async def sync_repo(
+    root: Path,
+    url: str,
+    commit: str,
+    path: str,
+    emit: Emit,
+    credentials: GitCredentials | None = None,
+) -> Path:
     """Clone ``url`` at ``path`` the first time, then fetch, and check ``commit`` out. One
     sync of a clone at a time (a deploy's and a ``pull``'s may arrive together)."""
     sha = commit_id(commit)
@@ -53,7 +44,7 @@ async def sync_repo(root: Path, url: str, commit: str, path: str, emit: Emit) ->
         raise CheckoutError(f"refusing a repository starting with '-': {shown}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     async with file_lock(dest.parent / f".{dest.name}.stackward-lock", LOCK_TIMEOUT):
-        await _sync(dest, url, sha, shown, emit)
+        await _sync(dest, url, sha, shown, emit, git_env(url, credentials))
     return dest
 
 
@@ -66,13 +57,20 @@ def _is_clone(dest: Path) -> bool:
     return False
 
 
-async def _sync(dest: Path, url: str, sha: str, shown: str, emit: Emit) -> None:
+async def _sync(
+    dest: Path, url: str, sha: str, shown: str, emit: Emit, env: dict[str, str]
+) -> None:
     if not _is_clone(dest):
-        await _git(["clone", "--quiet", "--", url, str(dest)], emit, f"cloning {shown}")
+        await _git(["clone", "--quiet", "--", url, str(dest)], emit, f"cloning {shown}", env)
     else:
-        await _git(["-C", str(dest), "remote", "set-url", "origin", url], emit, "setting origin")
         await _git(
-            ["-C", str(dest), "fetch", "--quiet", "--prune", "origin"], emit, f"fetching {shown}"
+            ["-C", str(dest), "remote", "set-url", "origin", url], emit, "setting origin", env
+        )
+        await _git(
+            ["-C", str(dest), "fetch", "--quiet", "--prune", "origin"],
+            emit,
+            f"fetching {shown}",
+            env,
         )
     try:
         await _git(
@@ -82,7 +80,7 @@ async def _sync(dest: Path, url: str, sha: str, shown: str, emit: Emit) -> None:
         )
     except CheckoutError:
         await _git(
-            ["-C", str(dest), "fetch", "--quiet", "origin", sha], emit, f"fetching {sha[:12]}"
+            ["-C", str(dest), "fetch", "--quiet", "origin", sha], emit, f"fetching {sha[:12]}", env
         )
         await _git(
             ["-C", str(dest), "checkout", "--quiet", "--force", "--detach", sha],

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiodocker
-import anyio
 
-from periphery.exceptions import SecretError
-from periphery.ops.process import Emit, base_env, note, shown
+from periphery.exceptions import CommandFailed, CommandTimeout, SecretError
+from periphery.process import Emit, base_env, capture, note, shown
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +104,14 @@ async def _exists(name: str) -> bool:
     return any(item.get("Spec", {}).get("Name") == name for item in found)
 
 
-async def _docker(argv: list[str], emit: Emit, stdin: bytes = b"") -> None:
+async def _docker(argv: list[str], emit: Emit, stdin: bytes | None = None) -> None:
     await note(emit, f"$ {shown(argv)}")
     try:
-        with anyio.fail_after(SECRET_TIMEOUT):
-            done = await anyio.run_process(
-                argv, input=stdin, check=False, env=base_env(), stderr=subprocess.PIPE
-            )
-    except TimeoutError as exc:
+        done = await capture(argv, time_limit=SECRET_TIMEOUT, env=base_env(), stdin=stdin)
+    except CommandTimeout as exc:
         raise SecretError(f"{shown(argv)} took longer than {SECRET_TIMEOUT:g}s") from exc
-    except OSError as exc:
-        raise SecretError(f"cannot start docker: {exc.strerror or exc}") from exc
+    except CommandFailed as exc:
+        raise SecretError(f"cannot start docker: {exc}") from exc
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
         raise SecretError(f"{shown(argv)}: {reason}")

@@ -1,8 +1,17 @@
-"""``docker stack deploy -c FILE… NAME`` and ``docker stack rm NAME``.
+"""A Swarm stack's deploy, as Komodo's ``DeploySwarmStack`` runs it (``api/swarm/stack.rs``), in
+the run directory: the env files sourced by the shell in Komodo's order with ``set -a`` (so their
+values feed ``docker stack deploy``'s interpolation exactly as that shell reads them), then
+``docker stack deploy --detach=true -c FILE… [--with-registry-auth] EXTRA_ARGS… -- NAME``;
+with ``destroy_before_deploy``, ``docker stack rm`` first (waiting until it is gone).
 
-What reaches the containers: only what the stack files give them (``environment:``,
-``env_file:``). ``docker stack deploy`` does not read ``.env``: the stack's environment is set in
-the process environment of the command, where it serves ``${VAR}`` interpolation in the files.
+Komodo writes that as one shell line (``set -a && . ENV && … && docker stack deploy …``); here
+the shell gets a fixed script and the files and the command as its arguments, so nothing from
+the request is parsed by it. ``--detach=true`` is given where the CLI knows it (26.0 and newer;
+older ones are always detached); ``--with-registry-auth`` when the stack logged in to a registry
+(``maybe_login_registry``). External overlay networks the core may make (``networks``) are made
+first when missing.
+
+:func:`swarm_plan` is pure (the Komodo table test checks it); :func:`swarm_deploy` runs it.
 """
 
 from __future__ import annotations
@@ -10,17 +19,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import aiodocker
 import anyio
 
 from periphery.exceptions import CommandFailed, CommandTimeout, StackDeployFailed
-from periphery.ops.dockercli import STACK_DETACH, probe, read_stack_files, stack_name
-from periphery.ops.envfile import check_env
-from periphery.ops.paths import resolve_inside
-from periphery.ops.process import Emit, base_env, note, run, shown
+from periphery.ops import networks
+from periphery.ops.commands import shell, split_extra_args
+from periphery.ops.dockercli import STACK_DETACH, Capabilities, probe, read_stack_files, stack_name
+from periphery.ops.envfile import check_env, env_files
+from periphery.paths import StackPaths
+from periphery.process import Emit, base_env, note, run, shown
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +41,50 @@ POLL = 0.25
 RETRY_RM = 1.0
 NAMESPACE_LABEL = "com.docker.stack.namespace"
 
-ResolveImage = Literal["always", "changed", "never"]
+SOURCE_SCRIPT = (
+    "set -a\n"
+    'while [ "$1" != -- ]; do\n'
+    '  case $1 in /*) . "$1" ;; *) . "./$1" ;; esac || exit 1\n'
+    "  shift\n"
+    "done\n"
+    "shift\n"
+    'exec "$@"\n'
+)
+"""Sources each argument up to ``--`` (exported), then runs the rest: Komodo's
+``set -a && . FILE && … && COMMAND``."""
+
+
+@dataclass(frozen=True)
+class SwarmPlan:
+    sourced: list[str]  # env files, in order, as given
+    deploy: list[str]  # the docker stack deploy argv
+    argv: list[str]  # what runs: deploy, or the shell sourcing the files first
+    remove: bool  # docker stack rm first
+
+
+def swarm_plan(
+    caps: Capabilities,
+    name: str,
+    files: Sequence[str],
+    env_file: str,
+    additional_env_files: Sequence[str],
+    extra_args: Sequence[str],
+    *,
+    registry_auth: bool,
+    destroy_before_deploy: bool,
+) -> SwarmPlan:
+    """The commands of a deploy (nothing runs); ``env_file`` is the written env file ("")."""
+    deploy = ["docker", "stack", "deploy"]
+    if caps.has(STACK_DETACH):
+        deploy.append("--detach=true")
+    for path in files:
+        deploy += ["-c", path]
+    if registry_auth:
+        deploy.append("--with-registry-auth")
+    deploy += [*split_extra_args(extra_args), "--", name]
+    sourced = env_files(env_file, additional_env_files)
+    argv = [shell(), "-c", SOURCE_SCRIPT, "sh", *sourced, "--", *deploy] if sourced else deploy
+    return SwarmPlan(sourced, deploy, argv, destroy_before_deploy)
 
 
 async def _docker(
@@ -45,40 +99,64 @@ async def _docker(
 
 
 async def swarm_deploy(
+    paths: StackPaths,
     name: str,
     files: Sequence[str],
-    workdir: Path,
+    env_file: str,
+    additional_env_files: Sequence[str],
+    extra_args: Sequence[str],
     env: Mapping[str, str],
     emit: Emit,
     *,
-    prune: bool = False,
-    resolve_image: ResolveImage = "always",
-    with_registry_auth: bool = True,
+    registry_auth: bool = False,
+    destroy_before_deploy: bool = False,
+    make_networks: Sequence[str] = (),
     time_limit: float = DEPLOY_TIMEOUT,
 ) -> None:
-    """Deploy (create or update) the stack ``name`` from ``files`` (relative to ``workdir``).
+    """Deploy (create or update) the stack ``name`` from ``files`` in its run directory.
 
     Returns once the engine accepted the services; their health is :mod:`periphery.ops.health`'s
     business. Raises :class:`StackDeployFailed` on a non-zero exit.
     """
     stack_name(name)
-    check_env(env)
-    paths = [resolve_inside(workdir, f) for f in files]
+    check_env(dict(env))
+    resolved = [paths.resolve(f, what="file_paths") for f in files]
     caps = await probe()
-    caps.check_stack_files(read_stack_files(paths))
-    argv = ["docker", "stack", "deploy"]
-    if caps.has(STACK_DETACH):
-        argv.append("--detach=true")
-    for path in paths:
-        argv += ["-c", str(path)]
-    argv += ["--resolve-image", resolve_image]
-    if prune:
-        argv.append("--prune")
-    if with_registry_auth:
-        argv.append("--with-registry-auth")
-    argv.append(name)
-    if await _docker(argv, base_env(env), emit, time_limit, workdir) != 0:
+    documents = read_stack_files(resolved)
+    caps.check_stack_files(documents)
+    for path in additional_env_files:
+        paths.resolve(path, what="additional_env_files")
+    plan = swarm_plan(
+        caps,
+        name,
+        files,
+        env_file,
+        additional_env_files,
+        extra_args,
+        registry_auth=registry_auth,
+        destroy_before_deploy=destroy_before_deploy,
+    )
+    if make_networks:
+        await networks.ensure_networks(make_networks, documents, emit)
+    if plan.remove:
+        await swarm_remove(name, emit)
+    if plan.sourced:
+        await note(emit, "sourcing " + ", ".join(plan.sourced))
+    code = await _docker_shown(plan, base_env(env), emit, time_limit, paths.run_directory)
+    if code != 0:
         raise StackDeployFailed(f"docker stack deploy of {name!r} failed (see the output above)")
+
+
+async def _docker_shown(
+    plan: SwarmPlan, env: dict[str, str], emit: Emit, time_limit: float, cwd: Path
+) -> int:
+    """Run the plan's argv; show the deploy command (the sourcing script is always the same)."""
+    await note(emit, f"$ {shown(plan.deploy)}")
+    try:
+        done = await run(plan.argv, emit=emit, time_limit=time_limit, cwd=cwd, env=env)
+    except (CommandTimeout, CommandFailed) as exc:
+        raise StackDeployFailed(str(exc)) from exc
+    return done.returncode
 
 
 async def _leftovers(docker: aiodocker.Docker, name: str) -> tuple[int, int]:
@@ -118,8 +196,8 @@ async def swarm_remove(name: str, emit: Emit, time_limit: float = REMOVE_TIMEOUT
             last_rm = anyio.current_time()
             async with aiodocker.Docker() as docker:
                 while True:
-                    services, networks = await _leftovers(docker, name)
-                    if not services and not networks:
+                    services, nets = await _leftovers(docker, name)
+                    if not services and not nets:
                         break
                     if code != 0 and anyio.current_time() - last_rm >= RETRY_RM:
                         code = await _docker(argv, base_env(), emit, time_limit)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from periphery.exceptions import CommandFailed, SwarmStateError
-from periphery.ops.process import Emit, base_env, capture, note, run, shown
+from periphery.process import Emit, base_env, capture, note, run, shown
 
 log = logging.getLogger(__name__)
 

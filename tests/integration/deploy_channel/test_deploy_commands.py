@@ -95,32 +95,49 @@ async def test_compose_and_swarm_deploys_through_the_channel(
         {
             "compose/web/compose.yaml": COMPOSE.format(image=docker_env.image),
             "swarm/web/stack.yaml": STACK.format(image=docker_env.image),
-            "scripts/check.sh": 'test -d "$DATA_DIR" && echo "data dir ok"\n',
+            "scripts/check.sh": 'grep -q GREETING=hello .env && echo "env file ok"\n',
         },
     )
     periphery = periphery_factory.start()
     project, stack = docker_env.name("cmp"), docker_env.name("swm")
-    env = {"GREETING": "hello", "DATA_DIR": str(tmp_path)}
+    env_file = "GREETING=hello\n"
     settings = PoolSettings(channel=ChannelSettings(heartbeat_interval=2.0))
     async with PeripheryPool(core_keys.key, settings) as pool:
         pool.set_servers([ServerEndpoint("p1", periphery.keys.public, periphery.url)])
         channel = await pool.channel("p1")
 
         report, text = await ok(
-            channel, Checkout(repo_url=url, commit=sha, target=project, fence=Fence(project, 2))
+            channel,
+            Checkout(
+                repo_url=url,
+                commit=sha,
+                target=project,
+                fence=Fence(project, 2),
+                run_directory="compose/web",
+                env_file_path=".env",
+                env_file=env_file,
+                required_files=["compose.yaml"],
+            ),
         )
         assert isinstance(report, CheckoutReport) and report.commit == sha
+        assert report.env_file == ".env"
+        # Komodo runs it in run_directory joined with path
         _, text = await ok(
-            channel, PreDeploy(target=project, command="sh check.sh", path="scripts", env=env)
+            channel,
+            PreDeploy(
+                target=project,
+                command="sh ../../scripts/check.sh",
+                run_directory="compose/web",
+            ),
         )
-        assert b"data dir ok" in text
+        assert b"env file ok" in text
         await ok(
             channel,
             ComposeUp(
                 project=project,
                 target=project,
                 run_directory="compose/web",
-                env=env,
+                env_file_path=report.env_file,
                 auto_pull=False,
             ),
         )
@@ -143,11 +160,26 @@ async def test_compose_and_swarm_deploys_through_the_channel(
 
         await ok(channel, ComposeDown(project=project, fence=Fence(project, 3)))
 
-        await ok(channel, Checkout(repo_url=url, commit=sha, target=stack))
+        report, _ = await ok(
+            channel,
+            Checkout(
+                repo_url=url,
+                commit=sha,
+                target=stack,
+                run_directory="swarm/web",
+                env_file_path=".env",
+                env_file=env_file,
+            ),
+        )
+        assert isinstance(report, CheckoutReport)
         await ok(
             channel,
             SwarmDeploy(
-                stack=stack, target=stack, run_directory="swarm/web", files=["stack.yaml"], env=env
+                stack=stack,
+                target=stack,
+                run_directory="swarm/web",
+                files=["stack.yaml"],
+                env_file_path=report.env_file,
             ),
         )
         await ok(channel, WaitHealthy(mode=DeployMode.SWARM, name=stack, timeout=90))
@@ -168,6 +200,21 @@ async def test_escaping_paths_are_refused_before_anything_runs(
             ComposeUp(project=project, target=project, run_directory="../../etc")
         )
         assert result.error is not None and result.error.code is ErrorCode.FORBIDDEN_PATH
+        for command in (
+            ComposeUp(project=project, target=project, env_files=["../../../../etc/passwd"]),
+            PreDeploy(target=project, command="true", path="../../.."),
+            Checkout(
+                repo_url=url,
+                commit=sha,
+                target=project,
+                env_file_path="../../x.env",
+                env_file="A=1\n",
+            ),
+        ):
+            result, _ = await channel.request(command)
+            assert result.error is not None, command
+            assert result.error.code is ErrorCode.FORBIDDEN_PATH, result.error
+        assert not (periphery.workdir / "x.env").exists()
         result, _ = await channel.request(Checkout(repo_url=url, commit=sha, target="../escape"))
         assert result.error is not None and result.error.code is ErrorCode.BAD_REQUEST
     assert not docker_env.docker(

@@ -112,7 +112,8 @@ async def test_tiers_failures_and_skips_through_the_core(
             "name": "infra",
             "tier": "infrastructure",
             "mode": "swarm",
-            "pre": 'test "$TOKEN" = s3cr3t-value && echo token is $TOKEN',
+            # Komodo: the env file is written before pre_deploy runs, in the run directory
+            "pre": "grep -qx TOKEN=[[TOKEN]] .env && echo token is [[TOKEN]]",
         },
         {"name": "db", "tier": "platform", "mode": "compose"},
         {"name": "broken", "tier": "platform", "mode": "compose", "pre": "echo no; exit 3"},

@@ -10,8 +10,11 @@ import pytest
 from periphery.exceptions import HealthGateFailed, StackDeployFailed
 from periphery.ops.compose import compose_down, compose_up
 from periphery.ops.dockercli import compose_command
+from periphery.ops.envfile import write_env_file
 from periphery.ops.health import wait_compose_healthy
 from periphery.ops.verdict import Rules, State
+from periphery.paths import stack_paths
+from protocol.messages import StackSource
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
@@ -78,6 +81,27 @@ def write(tmp_path: Path, text: str, image: str) -> Path:
     return run_dir
 
 
+async def up(
+    run_dir: Path, project: str, recorder, *, env: str = "", auto_pull: bool = False
+) -> None:
+    """As a files-on-host stack in ``run_dir``, its env file written first (``write_stack``)."""
+    env_file = ".env" if write_env_file(run_dir / ".env", env) else ""
+    paths = stack_paths(run_dir.parent, project, StackSource.FILES_ON_HOST, str(run_dir))
+    await compose_up(
+        paths,
+        project,
+        project,
+        ["compose.yaml"],
+        env_file,
+        [],
+        [],
+        {},
+        recorder,
+        auto_pull=auto_pull,
+        destroy_before_deploy=False,
+    )
+
+
 def containers(docker_env, project: str) -> list[str]:
     return docker_env.docker(
         "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"
@@ -87,9 +111,9 @@ def containers(docker_env, project: str) -> list[str]:
 async def test_compose_up_gate_and_down(tmp_path: Path, docker_env, recorder) -> None:
     project = docker_env.name("ok")
     run_dir = write(tmp_path, HEALTHY, docker_env.image)
-    env = {"GREETING": "hello compose", "QUOTED": "it's $HOME"}
+    env = 'GREETING=hello compose\nQUOTED="it\'s here"\n'
     started = time.monotonic()
-    await compose_up(project, ["compose.yaml"], run_dir, env, True, recorder)
+    await up(run_dir, project, recorder, env=env, auto_pull=True)
     verdicts = await wait_compose_healthy(
         project, ignore_services=["setup"], time_limit=30, rules=FAST, emit=recorder
     )
@@ -98,8 +122,8 @@ async def test_compose_up_gate_and_down(tmp_path: Path, docker_env, recorder) ->
     text = recorder.text()
     # offline: pulling fails, the image is here, so it is a warning
     assert "warning: compose pull failed; using the images present locally" in text
-    env_file = (run_dir / ".env").read_text()
-    assert "GREETING='hello compose'" in env_file
+    assert (run_dir / ".env").read_text() == env
+    assert "--env-file .env" in text
     web = docker_env.docker(
         "ps",
         "-q",
@@ -109,16 +133,16 @@ async def test_compose_up_gate_and_down(tmp_path: Path, docker_env, recorder) ->
         "label=com.docker.compose.service=web",
     )
     inspected = docker_env.docker("inspect", "--format", "{{json .Config.Env}}", web)
-    assert "GREETING=hello compose" in inspected and "QUOTED=it's $HOME" in inspected
+    assert "GREETING=hello compose" in inspected and "QUOTED=it's here" in inspected
 
-    await compose_down(project, recorder, ["compose.yaml"], run_dir)
+    await compose_down(project, recorder)
     assert containers(docker_env, project) == []
 
 
 async def test_unhealthy_container_fails_with_reason(tmp_path: Path, docker_env, recorder) -> None:
     project = docker_env.name("sick")
     run_dir = write(tmp_path, UNHEALTHY, docker_env.image)
-    await compose_up(project, ["compose.yaml"], run_dir, {}, False, recorder)
+    await up(run_dir, project, recorder)
     started = time.monotonic()
     with pytest.raises(HealthGateFailed) as info:
         await wait_compose_healthy(project, time_limit=15, rules=FAST)
@@ -131,7 +155,7 @@ async def test_unhealthy_container_fails_with_reason(tmp_path: Path, docker_env,
 async def test_exited_container_fails_with_exit_code(tmp_path: Path, docker_env, recorder) -> None:
     project = docker_env.name("exit")
     run_dir = write(tmp_path, EXITS, docker_env.image)
-    await compose_up(project, ["compose.yaml"], run_dir, {}, False, recorder)
+    await up(run_dir, project, recorder)
     with pytest.raises(HealthGateFailed, match="exit code 7") as info:
         await wait_compose_healthy(project, time_limit=15, rules=FAST)
     assert "worker: config missing" in str(info.value)
@@ -144,7 +168,7 @@ async def test_pull_of_a_missing_image_fails(tmp_path: Path, docker_env, recorde
     project = docker_env.name("pull")
     run_dir = write(tmp_path, MISSING_IMAGE, docker_env.image)
     with pytest.raises(StackDeployFailed, match="stackward-test/not-here:1"):
-        await compose_up(project, ["compose.yaml"], run_dir, {}, True, recorder)
+        await up(run_dir, project, recorder, auto_pull=True)
     assert containers(docker_env, project) == []
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from periphery.exceptions import ForbiddenPath, PreDeployFailed
-from periphery.ops.checkout import checkout
+from periphery.ops.commands import command_argv, run_command
 from periphery.ops.compose import compose_up
 from periphery.ops.health import wait_compose_healthy
-from periphery.ops.paths import run_paths
-from periphery.ops.predeploy import run_pre_deploy
 from periphery.ops.verdict import Rules
+from periphery.ops.write import write_stack
+from periphery.paths import stack_paths
+from protocol.messages import Checkout, StackSource
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
@@ -61,21 +62,50 @@ async def test_checkout_predeploy_up_gate(tmp_path: Path, docker_env, recorder) 
         tmp_path,
         {
             "stacks/web/compose.yaml": COMPOSE.format(image=docker_env.image),
-            "scripts/check.sh": 'test -d "$DATA_DIR" && echo data dir ok\n',
+            "scripts/check.sh": 'test -d "$(dirname $0)/../stacks/web" && echo web dir ok\n',
         },
         {},
     )
     project = docker_env.name("flow")
-    tree = await checkout(tmp_path / "root", url, sha, project, recorder)
-    paths = run_paths(tree, "stacks/web", [])
-    env = {"DATA_DIR": str(tmp_path)}
-    await run_pre_deploy(tree, "sh check.sh", "scripts", env, recorder, time_limit=10)
-    await compose_up(project, paths.relative_files(), paths.run_directory, env, False, recorder)
+    root = tmp_path / "root"
+    report = await write_stack(
+        root,
+        Checkout(
+            repo_url=url,
+            commit=sha,
+            target=project,
+            run_directory="stacks/web",
+            env_file_path=".env",
+            env_file="DATA_DIR=/srv\n",
+            required_files=["compose.yaml"],
+        ),
+        recorder,
+    )
+    assert report.commit == sha and report.env_file == ".env"
+    paths = stack_paths(root, project, StackSource.GIT, "stacks/web")
+    check = command_argv("sh ../../scripts/check.sh\ncat .env", shell_mode=False)
+    assert check is not None
+    await run_command(check, paths.command_directory("", "pre_deploy"), "pre_deploy", recorder)
+    await compose_up(
+        paths,
+        project,
+        project,
+        ["compose.yaml"],
+        report.env_file,
+        [],
+        [],
+        {},
+        recorder,
+        auto_pull=False,
+        destroy_before_deploy=False,
+    )
     await wait_compose_healthy(project, time_limit=20, rules=Rules(min_running=0.5), emit=recorder)
-    assert "data dir ok" in recorder.text()
+    assert "web dir ok" in recorder.text() and "DATA_DIR=/srv" in recorder.text()
 
+    failing = command_argv("test -d /nonexistent", shell_mode=False)
+    assert failing is not None
     with pytest.raises(PreDeployFailed):
-        await run_pre_deploy(tree, "sh check.sh", "scripts", {"DATA_DIR": "/nonexistent"}, recorder)
+        await run_command(failing, paths.run_directory, "pre_deploy", recorder)
 
 
 async def test_refused_repositories_run_nothing(tmp_path: Path, docker_env, recorder) -> None:
@@ -86,8 +116,10 @@ async def test_refused_repositories_run_nothing(tmp_path: Path, docker_env, reco
     )
     project = docker_env.name("evil")
     with pytest.raises(ForbiddenPath, match="stacks/web/data"):
-        await checkout(tmp_path / "root", url, sha, project, recorder)
-    assert not (tmp_path / "root" / project / "current").exists()
+        await write_stack(
+            tmp_path / "root", Checkout(repo_url=url, commit=sha, target=project), recorder
+        )
+    assert list((tmp_path / "root" / project).iterdir()) == []
     assert (
         docker_env.docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}")
         == ""

@@ -1,4 +1,4 @@
-"""periphery.ops.process: streaming, timeouts and process-group cleanup (no Docker needed)."""
+"""periphery.process: streaming, timeouts and process-group cleanup (no Docker needed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from periphery.exceptions import CommandFailed, CommandTimeout
-from periphery.ops.process import run
+from periphery.process import run
 
 pytestmark = pytest.mark.anyio
 

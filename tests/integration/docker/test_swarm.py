@@ -10,9 +10,12 @@ import pytest
 
 from periphery.exceptions import HealthGateFailed, StackDeployFailed
 from periphery.ops import dockercli
+from periphery.ops.envfile import write_env_file
 from periphery.ops.health import wait_swarm_healthy
 from periphery.ops.swarm import swarm_deploy, swarm_remove
 from periphery.ops.verdict import Rules, State
+from periphery.paths import stack_paths
+from protocol.messages import StackSource
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
@@ -96,6 +99,13 @@ def write(tmp_path: Path, text: str, image: str, job: str = "") -> Path:
     return run_dir
 
 
+async def deploy(run_dir: Path, name: str, recorder, env: str = "") -> None:
+    """As a files-on-host stack in ``run_dir``, its env file written first (``write_stack``)."""
+    env_file = ".env" if write_env_file(run_dir / ".env", env) else ""
+    paths = stack_paths(run_dir.parent, name, StackSource.FILES_ON_HOST, str(run_dir))
+    await swarm_deploy(paths, name, ["stack.yml"], env_file, [], [], {}, recorder)
+
+
 async def _cli_has_jobs() -> bool:
     return (await dockercli.probe()).has(dockercli.STACK_JOBS)
 
@@ -105,14 +115,7 @@ async def test_stack_deploys_and_passes_the_gate(tmp_path: Path, docker_env, rec
     jobs = await _cli_has_jobs()  # the job's gate is tested where the CLI can deploy one
     run_dir = write(tmp_path, HEALTHY, docker_env.image, JOB if jobs else "")
     started = time.monotonic()
-    await swarm_deploy(
-        name,
-        ["stack.yml"],
-        run_dir,
-        {"GREETING": "hello from env"},
-        recorder,
-        resolve_image="never",
-    )
+    await deploy(run_dir, name, recorder, 'GREETING="hello from env"\n')
     verdicts = await wait_swarm_healthy(
         name, ignore_services=["stuck"], time_limit=30, rules=FAST, emit=recorder
     )
@@ -130,14 +133,7 @@ async def test_stack_deploys_and_passes_the_gate(tmp_path: Path, docker_env, rec
     assert "GREETING=hello from env" in env
 
     # a redeploy of the same files is a no-op update and passes at once
-    await swarm_deploy(
-        name,
-        ["stack.yml"],
-        run_dir,
-        {"GREETING": "hello from env"},
-        recorder,
-        resolve_image="never",
-    )
+    await deploy(run_dir, name, recorder, 'GREETING="hello from env"\n')
     await wait_swarm_healthy(name, ignore_services=["stuck"], time_limit=30, rules=FAST)
 
     await swarm_remove(name, recorder, time_limit=60)
@@ -158,7 +154,7 @@ async def test_a_job_on_an_old_cli_is_refused_before_anything_runs(
     name = docker_env.name("job")
     run_dir = write(tmp_path, HEALTHY, docker_env.image, JOB)
     with pytest.raises(StackDeployFailed) as info:
-        await swarm_deploy(name, ["stack.yml"], run_dir, {}, recorder, resolve_image="never")
+        await deploy(run_dir, name, recorder)
     message = str(info.value)
     assert "service 'init' has deploy.mode replicated-job" in message
     assert "needs docker CLI 23.0 or newer" in message
@@ -172,7 +168,7 @@ async def test_unhealthy_service_fails_with_reason_and_logs(
 ) -> None:
     name = docker_env.name("sick")
     run_dir = write(tmp_path, UNHEALTHY, docker_env.image)
-    await swarm_deploy(name, ["stack.yml"], run_dir, {}, recorder, resolve_image="never")
+    await deploy(run_dir, name, recorder)
     started = time.monotonic()
     with pytest.raises(HealthGateFailed) as info:
         await wait_swarm_healthy(name, time_limit=20, rules=Rules(max_failures=1), emit=recorder)
@@ -188,7 +184,7 @@ async def test_impossible_constraint_fails_with_the_task_error(
 ) -> None:
     name = docker_env.name("placed")
     run_dir = write(tmp_path, UNSCHEDULABLE, docker_env.image)
-    await swarm_deploy(name, ["stack.yml"], run_dir, {}, recorder, resolve_image="never")
+    await deploy(run_dir, name, recorder)
     with pytest.raises(HealthGateFailed, match="no suitable node") as info:
         await wait_swarm_healthy(name, time_limit=20, rules=FAST, emit=recorder)
     assert f"{name}_db" in str(info.value)
@@ -197,7 +193,7 @@ async def test_impossible_constraint_fails_with_the_task_error(
 async def test_timeout_names_what_it_waited_for(tmp_path: Path, docker_env, recorder) -> None:
     name = docker_env.name("slow")
     run_dir = write(tmp_path, UNSCHEDULABLE, docker_env.image)
-    await swarm_deploy(name, ["stack.yml"], run_dir, {}, recorder, resolve_image="never")
+    await deploy(run_dir, name, recorder)
     patient = Rules(max_failures=2, min_running=0.5, stall_grace=60)
     with pytest.raises(HealthGateFailed, match="not healthy after 1.5s") as info:
         await wait_swarm_healthy(name, time_limit=1.5, rules=patient)
@@ -207,7 +203,7 @@ async def test_timeout_names_what_it_waited_for(tmp_path: Path, docker_env, reco
 async def test_missing_image_is_reported(tmp_path: Path, docker_env, recorder) -> None:
     name = docker_env.name("noimg")
     run_dir = write(tmp_path, NO_IMAGE, docker_env.image)
-    await swarm_deploy(name, ["stack.yml"], run_dir, {}, recorder, resolve_image="never")
+    await deploy(run_dir, name, recorder)
     with pytest.raises(HealthGateFailed, match="No such image") as info:
         await wait_swarm_healthy(name, time_limit=20, rules=FAST)
     assert f"{name}_app" in str(info.value)
@@ -216,7 +212,7 @@ async def test_missing_image_is_reported(tmp_path: Path, docker_env, recorder) -
 async def test_bad_stack_file_fails_the_deploy(tmp_path: Path, docker_env, recorder) -> None:
     run_dir = write(tmp_path, "services: [not, a, mapping]\n", docker_env.image)
     with pytest.raises(StackDeployFailed):
-        await swarm_deploy(docker_env.name("bad"), ["stack.yml"], run_dir, {}, recorder)
+        await deploy(run_dir, docker_env.name("bad"), recorder)
     assert recorder.lines  # the CLI's complaint was streamed
 
 

@@ -135,3 +135,36 @@ def test_the_core_keeps_swarm_secrets_from_its_own_secrets(tmp_path: Path) -> No
     path.write_text(CORE + '[secrets]\nDB = "x"\n[swarm_secrets]\n"-x" = "DB"\n')
     with pytest.raises(ConfigError, match='key "swarm_secrets.-x"'):
         load_config(path)
+
+
+def test_plain_secrets_and_networks(tmp_path: Path) -> None:
+    """Fixed-name swarm secrets and overlay networks, as the reference homelab makes by hand."""
+    cfg = load(
+        tmp_path,
+        'networks = ["proxy", "monitoring"]\n'
+        + MINIMAL
+        + '[[secret]]\nname = "proxy_token"\nenv = "PROXY_TOKEN"\nplain = true\n',
+    )
+    assert cfg.networks == ["proxy", "monitoring"]  # type: ignore[attr-defined]
+    assert cfg.secret[0].plain is True  # type: ignore[attr-defined]
+    assert 'key "networks[0]"' in error(tmp_path, 'networks = ["-x"]\n' + MINIMAL)
+
+
+def test_core_external_objects_are_checked(tmp_path: Path) -> None:
+    from core.config import load_config
+
+    base = 'data_dir = "d"\napi_tokens = ["' + "t" * 16 + '"]\n'
+    path = tmp_path / "core.toml"
+    path.write_text(
+        base
+        + 'external_networks = ["proxy"]\n[secrets]\nT = "v"\n'
+        + '[external_secrets]\nproxy_token = "T"\n'
+    )
+    cfg = load_config(path)
+    assert cfg.external_networks == ["proxy"] and cfg.external_secrets == {"proxy_token": "T"}
+    path.write_text(base + '[external_secrets]\nproxy_token = "MISSING"\n')
+    with pytest.raises(ConfigError, match='external_secrets.proxy_token": .MISSING. is not a key'):
+        load_config(path)
+    path.write_text(base + 'external_networks = ["a b"]\n')
+    with pytest.raises(ConfigError, match=r"external_networks\[0\]"):
+        load_config(path)

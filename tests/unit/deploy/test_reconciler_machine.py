@@ -47,7 +47,7 @@ class Desired:
     async def refresh(self) -> None:
         return None
 
-    async def graph(self) -> Graph:
+    async def graph(self, targets: object = ()) -> Graph:
         return Graph({"a": [], "b": ["a"], "c": [], "d": []})
 
     async def prepare(self, stack: str, pin: str = "") -> Prepared:

@@ -20,9 +20,29 @@ st.register_type_strategy(bytes, small_bytes)
 fences = st.none() | st.builds(messages.Fence, key=small_text, token=ids)
 envs = st.dictionaries(small_text, small_text, max_size=4)
 paths = st.lists(small_text, max_size=3)
+sources = st.sampled_from(messages.StackSource)
+git_credentials = st.none() | st.builds(
+    messages.GitCredentials, username=small_text, token=small_text
+)
+registry_logins = st.none() | st.builds(
+    messages.RegistryLogin, domain=small_text, username=small_text, token=small_text
+)
 deploy_commands = st.one_of(
     st.builds(
-        messages.Checkout, repo_url=small_text, commit=small_text, target=small_text, fence=fences
+        messages.Checkout,
+        repo_url=small_text,
+        commit=small_text,
+        target=small_text,
+        fence=fences,
+        credentials=git_credentials,
+        source=sources,
+        run_directory=small_text,
+        file_paths=paths,
+        file_contents=small_text,
+        env_file_path=small_text,
+        env_file=small_text,
+        required_files=paths,
+        registry=registry_logins,
     ),
     st.builds(
         messages.PreDeploy,
@@ -32,6 +52,10 @@ deploy_commands = st.one_of(
         env=envs,
         timeout=st.floats(0.001, 1e6),
         fence=fences,
+        run_directory=small_text,
+        shell_mode=st.booleans(),
+        source=sources,
+        stage=st.sampled_from(["pre_deploy", "post_deploy"]),
     ),
     st.builds(
         messages.ComposeUp,
@@ -42,6 +66,12 @@ deploy_commands = st.one_of(
         env=envs,
         auto_pull=st.booleans(),
         fence=fences,
+        env_files=paths,
+        source=sources,
+        env_file_path=small_text,
+        extra_args=paths,
+        destroy_before_deploy=st.booleans(),
+        networks=paths,
     ),
     st.builds(
         messages.SwarmDeploy,
@@ -51,6 +81,13 @@ deploy_commands = st.one_of(
         files=paths,
         env=envs,
         fence=fences,
+        env_files=paths,
+        source=sources,
+        env_file_path=small_text,
+        extra_args=paths,
+        destroy_before_deploy=st.booleans(),
+        registry_auth=st.booleans(),
+        networks=paths,
     ),
     st.builds(messages.ComposeDown, project=small_text, fence=fences),
     st.builds(messages.RepoSync, url=small_text, commit=small_text, path=small_text, fence=fences),
@@ -176,7 +213,13 @@ periphery_frames = st.one_of(
         value=st.none()
         | health_reports
         | st.builds(messages.EchoReply, data=small_bytes)
-        | st.builds(messages.CheckoutReport, commit=small_text, path=small_text)
+        | st.builds(
+            messages.CheckoutReport,
+            commit=small_text,
+            path=small_text,
+            env_file=small_text,
+            run_directory=small_text,
+        )
         | st.builds(
             messages.HealthGateReport,
             services=st.lists(

@@ -60,11 +60,6 @@ _BASE = {
 }
 _SPECIAL = {
     # values where the difference shows (the entry's pattern or condition)
-    "stack.environment": 'environment = "A=${B}"',
-    "stack.pre_deploy": 'run_directory = "sub"\npre_deploy = { command = "make" }',
-    "stack.env_file_path": 'env_file_path = ".env.production"',
-    "stack.pre_deploy.shell_mode": 'pre_deploy = { command = "make", shell_mode = true }',
-    "stack.post_deploy": 'post_deploy = { command = "reload" }',
     "repo.on_clone": 'on_clone = { command = "make" }',
     "repo.on_pull": 'on_pull = { command = "make" }',
     "repo.environment": 'environment = "A=1"',
@@ -75,11 +70,6 @@ _SPECIAL = {
 _BY_CODE = {S.STR: '"x"', S.STRLIST: '["x"]', S.NUMBER: "50.0", S.ENV: '"A=1"', S.BOOL: "true"}
 _NOT_APPLYING = {
     # values that ask for what stackward does anyway
-    "stack.environment": 'environment = "A=plain"',
-    "stack.pre_deploy": 'pre_deploy = { command = "make" }',  # no run_directory: same place
-    "stack.env_file_path": 'env_file_path = ".env"',
-    "stack.post_deploy": 'post_deploy = { command = "" }',
-    "stack.git_account": 'git_account = "me"\nlinked_repo = "r"',  # Komodo uses the repo's
 }
 
 
@@ -162,15 +152,15 @@ name = "nightly"
 def test_warnings_come_from_the_table_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """An entry removed (the agent acts on the field now) is no warning any more, with no
     other change: the loader has no list of its own."""
-    text = _file(support.BY_KEY["stack.post_deploy"], _SPECIAL["stack.post_deploy"])
+    text = _file(support.BY_KEY["stack.run_build"], "run_build = true")
     inert = [f.key for f in check(load_text(text, "F")).findings if f.code == "inert"]
-    assert inert == ["stack.post_deploy"]
-    kept = tuple(e for e in support.INERT if e.key != "stack.post_deploy")
+    assert inert == ["stack.run_build"]
+    kept = tuple(e for e in support.INERT if e.key != "stack.run_build")
     monkeypatch.setattr(support, "INERT", kept)
     monkeypatch.setattr(support, "BY_KEY", {e.key: e for e in kept})
     rs = check(load_text(text, "F"))
     assert [f for f in rs.findings if f.code == "inert"] == [] and rs.inert == {}
-    assert rs.resources[("stack", "it")].config.post_deploy[0].command == "reload"
+    assert rs.resources[("stack", "it")].config.run_build is True
 
 
 def test_summary_names_the_stacks_that_differ_and_why() -> None:
@@ -187,11 +177,11 @@ repo = "o/r"
 links = ["https://example.com"]
 
 [[stack]]
-name = "post"
+name = "build"
 [stack.config]
 server = "h"
 repo = "o/r"
-post_deploy.command = "nginx -s reload"
+run_build = true
 
 [[stack]]
 name = "on-off"
@@ -209,7 +199,7 @@ run_directory = "../out"
     rs = check(load_text(text, "F"))
     [summary] = summarise(rs)
     assert summary.format() == (
-        "F: 1 stack deploys as Komodo would, 3 differ: post (post_deploy),"
+        "F: 1 stack deploys as Komodo would, 3 differ: build (run_build),"
         " on-off (server.enabled), broken (error)"
     )
 
