@@ -1,10 +1,10 @@
 """What the core does when a periphery connects, and when it is lost.
 
-On connect: say so (``periphery.connected``); learn the highest fencing token the agent has seen
-and continue above it (a lost or restored database would otherwise hand out tokens the agent
-refuses as stale); have drift look at the server's stacks (nothing sent an event while it was
-away); converge the core's own swarm secrets on a manager; and follow the engine's events for as
-long as the channel lives (``docker.event``, ``docker.engine``).
+On connect: say so (``periphery.connected``); have drift look at the server's stacks (nothing
+sent an event while it was away); converge the core's own swarm secrets on a manager; let the
+reconciler go on with what failed for want of the server; and follow the engine's events for as
+long as the channel lives (``docker.event``, ``docker.engine``). (The agent's highest fencing
+token is learned by each deploy before it takes one: core/deploy/deployer.py.)
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from core.events.model import (
     PeripheryConnected,
     PeripheryLost,
 )
-from core.exceptions import CoreError, SecretsUnavailable, StoreError
+from core.exceptions import CoreError, SecretsUnavailable
 from core.reconcile.reconciler import Intent, Reconciler
 from core.store import Store
 from core.store.deploys import DeployRecords
 from protocol.exceptions import ChannelError
-from protocol.messages import DockerEvents, Health, HealthReport, WatchDocker
+from protocol.messages import DockerEvents, WatchDocker
 from protocol.transport import CoreChannel
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,6 @@ class Connections:
             f"server:{server}",
             PeripheryConnected(server=server, key=channel.peer.public_key.fingerprint()),
         )
-        await self._learn_fence(server, channel)
         self.drift.sweep(server)
         if self.on_back is not None and self._tg is not None:
             self._tg.start_soon(self.on_back, server)
@@ -125,29 +124,6 @@ class Connections:
         self.events.publish(
             Kind.PERIPHERY_LOST, f"server:{server}", PeripheryLost(server=server, reason=reason)
         )
-
-    async def _learn_fence(self, server: str, channel: CoreChannel) -> None:
-        try:
-            with anyio.fail_after(HEALTH_TIMEOUT):
-                result, _ = await channel.request(Health())
-        except (ChannelError, TimeoutError) as exc:
-            log.warning("server %s: no health report: %s", server, exc)
-            return
-        report = result.value
-        if not isinstance(report, HealthReport) or report.fence <= 0:
-            return
-        try:
-            current = await anyio.to_thread.run_sync(self.records.raise_fence, report.fence)
-        except StoreError as exc:
-            log.warning("server %s: its fence %s not recorded: %s", server, report.fence, exc)
-            return
-        if current == report.fence:
-            log.warning(
-                "server %s has seen fencing token %s, above this core's: continuing from it"
-                " (was the core's database lost or restored?)",
-                server,
-                report.fence,
-            )
 
     async def converge_secrets(self, server: str, channel: CoreChannel) -> list[int]:
         """The core's own swarm secrets (``[swarm_secrets]``) on a manager that connected: the

@@ -404,9 +404,16 @@ class StackDeployer:
         report = result.value
         if isinstance(report, HealthReport) and report.fence > 0:
             try:
-                await anyio.to_thread.run_sync(self.records.raise_fence, report.fence)
+                raised = await anyio.to_thread.run_sync(self.records.raise_fence, report.fence)
             except StoreError as exc:
                 log.warning("the agent's fence %s not recorded: %s", report.fence, exc)
+                return
+            if raised:
+                log.warning(
+                    "the agent has seen fencing token %s, above this core's: continuing from it"
+                    " (was the core's database lost or restored?)",
+                    report.fence,
+                )
 
     def _pick_server(self, plan: JobPlan) -> str:
         if len(plan.servers) == 1:

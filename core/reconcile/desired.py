@@ -185,11 +185,9 @@ class AppliedState:
         jobs = {}
         for name in sorted(targets):
             try:
-                prepared, _, commit = await anyio.to_thread.run_sync(self._prepare, name, "")
+                jobs[name] = (await self.prepare(name)).job  # resolves (and records) heads
             except (JobError, CoreError):
                 continue
-            if commit or prepared.plan.source is None:
-                jobs[name] = prepared.job
         return await with_network_order(rs, jobs, graph, self.config)
 
     def deployable(self) -> list[str]:

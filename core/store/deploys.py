@@ -428,16 +428,16 @@ class DeployRecords:
             )
         return token
 
-    def raise_fence(self, seen: int) -> int:
+    def raise_fence(self, seen: int) -> bool:
         """Make the next fencing token larger than ``seen`` (the highest an agent has seen: a
         lost or restored database would otherwise hand out tokens the agent refuses as stale).
-        Returns the current counter."""
+        True when the counter was behind and moved."""
         with self.store.write() as db:
             current = int(db.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()[0])
             if seen > current:
                 db.execute("UPDATE meta SET value = ? WHERE key = 'fence'", (str(seen),))
-                return seen
-        return current
+                return True
+        return False
 
     def unlock(self, stack: str, token: int) -> None:
         with self.store.write() as db:

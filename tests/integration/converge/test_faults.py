@@ -402,4 +402,4 @@ async def test_a_lost_database_continues_above_the_agents_fences(lab: Lab) -> No
         run = await client.wait_run(applied["run"])
         assert run["status"] == "succeeded", run
         assert run["deploys"][0]["fence"] > 3
-    lab.core.wait_for(r"has seen fencing token \d+, above this core's", 5)
+    lab.core.wait_for(r"has seen fencing token \d+, above this core's", 5)  # and says so
