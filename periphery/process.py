@@ -8,8 +8,10 @@ to one of two kinds of sink:
 - chunks (``Sink`` or the zero-copy ``ChunkSink``), for the ``Run`` command, which forwards
   bytes as they come;
 - lines (``Emit``, ``run``): ``(stream, line)`` with ``stream`` ``"stdout"`` or ``"stderr"`` and
-  ``line`` ending in ``b"\\n"`` (a final unterminated line gets one; an overlong line is cut into
-  pieces of :data:`MAX_LINE` bytes), for the deploy steps, which also keep the last lines.
+  ``line`` ending in ``b"\\n"`` (a final unterminated line gets one), for the deploy steps, which
+  also keep the last lines. An overlong line goes in pieces of :data:`MAX_LINE` bytes, only the
+  last ending in ``b"\\n"``: the core sees the stream as it was (a secret cut between two
+  pieces is still masked whole there), and the tail keeps such a line as its length only.
 
 On timeout or cancellation the whole group is stopped (SIGTERM, then SIGKILL after a grace
 period), so a shell's children die with it. When the program exits while something it started
@@ -22,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shlex
 import signal
 import subprocess
 from collections import deque
@@ -53,6 +56,7 @@ PIPE_BYTES = 1024 * 1024  # pipe capacity asked of the kernel: fewer, larger rea
 READ_CHUNK = PIPE_BYTES
 MAX_LINE = 64 * 1024
 TAIL_LINES = 20
+TAIL_LINE_MAX = 4096  # a longer line is kept in the tail as its length, never cut
 # How long a program's leftover children may keep its pipes open after it exits.
 PIPE_GRACE = 1.0
 # Between SIGTERM and SIGKILL when a program is stopped.
@@ -127,10 +131,10 @@ async def note(emit: Emit, text: str, stream: str = "stdout") -> None:
 
 
 def shown(argv: Sequence[str]) -> str:
-    """An argv list as a person would type it (for logs only; never executed)."""
-    return " ".join(
-        a if a and all(c.isalnum() or c in "-_./:=@,+" for c in a) else repr(a) for a in argv
-    )
+    """An argv list as a person would type it in a shell (for logs only; never executed).
+    Quoted as ``sh`` quotes (``shlex.quote``), never with Python's escapes: a value shows as
+    written, so the core's masking finds it."""
+    return shlex.join(argv)
 
 
 def exit_status(returncode: int) -> int:
@@ -321,13 +325,18 @@ class _Drained:
 
 
 class _Lines:
-    """A chunk sink that cuts one stream into lines for an :data:`Emit`, keeping a tail."""
+    """A chunk sink that cuts one stream into lines for an :data:`Emit`, keeping a tail.
+
+    A line longer than :data:`MAX_LINE` goes in pieces without a newline of their own (the
+    stream is not changed); the tail keeps whole lines only (a line longer than
+    :data:`TAIL_LINE_MAX` as its length), so a secret is never cut in two there either."""
 
     def __init__(self, name: str, emit: Emit, tail: deque[str]) -> None:
         self.name = name
         self.emit = emit
         self.tail = tail
         self.pending = b""
+        self.sent = 0  # bytes of the current line already sent in pieces
 
     async def __call__(self, chunk: bytes) -> None:
         self.pending += chunk
@@ -336,17 +345,22 @@ class _Lines:
             await self._deliver(line)
         while len(self.pending) > MAX_LINE:
             piece, self.pending = self.pending[:MAX_LINE], self.pending[MAX_LINE:]
-            await self._deliver(piece)
+            self.sent += len(piece)
+            await self.emit(self.name, piece)
 
     async def flush(self) -> None:
-        if self.pending:
+        if self.pending or self.sent:
             piece, self.pending = self.pending, b""
             await self._deliver(piece)
 
     async def _deliver(self, line: bytes) -> None:
-        text = line.decode("utf-8", "replace").rstrip("\r")
-        if text.strip():
-            self.tail.append(text)
+        length, self.sent = self.sent + len(line), 0
+        if length > TAIL_LINE_MAX:
+            self.tail.append(f"({length} bytes on one line)")
+        else:
+            text = line.decode("utf-8", "replace").rstrip("\r")
+            if text.strip():
+                self.tail.append(text)
         await self.emit(self.name, line + b"\n")
 
 

@@ -24,6 +24,7 @@ import anyio.to_thread
 
 from core.config import CoreConfig
 from core.deploy.jobs import JobPlan
+from core.deploy.masking import Masker, OutputMasker
 from core.deploy.schedule import StackFailed
 from core.deploy.secrets import (
     current_versions,
@@ -123,11 +124,12 @@ class _Recorder:
     """Steps and output of one deploy: masked, batched, kept in order; the last lines of each
     step are kept for the reason of a failure."""
 
-    def __init__(self, deployer: StackDeployer, ref: DeployRef, name: str, masker: Values) -> None:
+    def __init__(self, deployer: StackDeployer, ref: DeployRef, name: str, masker: Masker) -> None:
         self.deployer = deployer
         self.ref = ref
         self.name = name
         self.masker = masker
+        self._streams: dict[tuple[str, str], OutputMasker] = {}  # (step, stream) -> masker
         self.seq = 0
         self.pending: list[OutputLine] = []
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -144,8 +146,24 @@ class _Recorder:
         await self._write(self.deployer.records.step_started, self.ref.deploy_id, step)
 
     async def output(self, job: StackJob, step: str, stream: Stream, data: bytes) -> None:
-        text = self.masker.mask(data.decode("utf-8", errors="replace"))
         name = "stderr" if stream is Stream.STDERR else "stdout"
+        masker = self._streams.get((step, name))
+        if masker is None:
+            masker = self._streams[(step, name)] = self.masker.output()
+        # Masked on the stream: a secret cut between chunks (the periphery's 64 KiB line cut,
+        # a PEM key's lines) is held back until it can be masked whole.
+        text = masker.feed(data)
+        if text:
+            await self._record(step, name, text)
+
+    async def end_streams(self, step: str | None = None) -> None:
+        """Release what the maskers of ``step`` (of every step: None) still hold."""
+        for key in [k for k in self._streams if step is None or k[0] == step]:
+            text = self._streams.pop(key).end()
+            if text:
+                await self._record(key[0], key[1], text)
+
+    async def _record(self, step: str, name: str, text: str) -> None:
         for line in text.splitlines():
             if line.strip():
                 self.tail.append(line)
@@ -192,6 +210,7 @@ class _Recorder:
     async def step_finished(
         self, job: StackJob, step: str, ok: bool, message: str, seconds: float
     ) -> None:
+        await self.end_streams(step)
         await self.flush()
         masked = self.masker.mask(message)
         if not ok:
@@ -218,6 +237,13 @@ class _Recorder:
 
     def tail_text(self) -> str:
         return "\n".join(self.tail)
+
+
+def deploy_masker(values: Values, job: StackJob) -> Masker:
+    """What a deploy's output, steps and reasons are masked with: the core's secrets and secret
+    variables, and the git and registry tokens the deploy carries."""
+    tokens = [c.token for c in (job.credentials, job.registry) if c is not None]
+    return Masker([*values.secret_values(), *tokens])
 
 
 def _at_once(failures: int) -> float:
@@ -247,7 +273,8 @@ class StackDeployer:
     async def deploy(self, ref: DeployRef, prepared: Prepared, ctx: RunContext) -> str:
         """Deploy the stack; return the commit deployed. Raises ``StackFailed`` (recorded)."""
         plan, job = prepared.plan, prepared.job
-        recorder = _Recorder(self, ref, job.name, prepared.masker)
+        masker = deploy_masker(prepared.masker, job)
+        recorder = _Recorder(self, ref, job.name, masker)
         started = time.monotonic()
         server = self._pick_server(plan)
         job = replace(job, server=server)
@@ -297,8 +324,9 @@ class StackDeployer:
             commit = await deploy_stack(channel, job, recorder, Fence(job.name, token))
             outcome = ("healthy", "", commit)
         except StackFailed as exc:
+            await recorder.end_streams()
             await recorder.flush()
-            outcome = ("failed", prepared.masker.mask(str(exc)), "")
+            outcome = ("failed", masker.mask(str(exc)), "")
             transient = recorder.failed_step == "connect" or isinstance(exc.__cause__, ChannelError)
             # masked before anyone logs it (the scheduler does)
             raise StackFailed(outcome[1]) from None
@@ -308,6 +336,7 @@ class StackDeployer:
                     outcome = ("interrupted", "the core stopped during the deploy", "")
                 status, reason, commit = outcome
                 with anyio.move_on_after(SHUTDOWN_WRITE if status == "interrupted" else 1e9):
+                    await recorder.end_streams()
                     await recorder.flush()
                     await self._finish(
                         ref,

@@ -229,8 +229,8 @@ def plan_job(
 
     try:
         variables = parse_environment(interp(cfg.environment, "environment"))
-    except EnvironmentLineError as exc:
-        raise JobError(f"{where}: {exc}") from exc
+    except EnvironmentLineError as exc:  # the line quoted is interpolated: mask it
+        raise JobError(f"{where}: {values.mask(str(exc))}") from None
     source = source_of(rs, stack, values, config)
     kind = source_kind(cfg)
     job = StackJob(

@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from core.deploy.masking import MASK, Masker
 from core.exceptions import UnknownVariable
 
-MASK: Final = "***"
+__all__ = ["MASK", "PATTERN", "Values", "references"]
 PATTERN: Final = re.compile(r"\[\[\s*([A-Za-z0-9_.\-]+)\s*\]\]")
 
 
@@ -29,7 +30,7 @@ def references(text: str) -> list[str]:
 class Values:
     """The names a core can interpolate: variables and secrets, and which of them are secret."""
 
-    __slots__ = ("_values", "_secret")
+    __slots__ = ("_values", "_secret", "_masker")
 
     def __init__(
         self,
@@ -40,6 +41,7 @@ class Values:
         self._values: dict[str, str] = dict(variables or {})
         self._values.update(secrets or {})
         self._secret = set(secrets or {}) | set(secret_variables)
+        self._masker: Masker | None = None
 
     def __contains__(self, name: object) -> bool:
         return name in self._values
@@ -78,8 +80,13 @@ class Values:
 
         return PATTERN.sub(sub, text)
 
+    def masker(self) -> Masker:
+        """The masker of the secret values (``core.deploy.masking``): whole text or streams."""
+        if self._masker is None:
+            self._masker = Masker(self.secret_values())
+        return self._masker
+
     def mask(self, text: str) -> str:
-        """Hide every secret value that occurs literally in ``text`` (output, logs)."""
-        for value in self.secret_values():
-            text = text.replace(value, MASK)
-        return text
+        """Hide every secret value in ``text`` (output, logs): as it is, line by line for a
+        multi-line value, and as string escapes write it."""
+        return self.masker().mask(text)

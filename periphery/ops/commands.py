@@ -84,7 +84,8 @@ async def run_command(
     """Run a stack's command in ``workdir`` with the agent's base environment (plus ``env``).
     A non-zero exit, a timeout (the whole process group is killed) or a command that cannot
     start raises :class:`PreDeployFailed` naming ``stage``."""
-    await note(emit, f"$ {argv[2]}  (in {workdir})" if len(argv) == 3 else f"$ {argv}")
+    # The command as written (secrets in it are masked by the core, which knows them).
+    await note(emit, f"$ {argv[-1]}  (in {workdir})")
     try:
         done = await run(argv, emit=emit, time_limit=time_limit, cwd=workdir, env=base_env(env))
     except CommandTimeout as exc:

@@ -107,14 +107,25 @@ async def test_children_holding_the_pipes_do_not_hang_it() -> None:
     assert time.monotonic() - started < 4
 
 
-async def test_long_lines_are_cut() -> None:
+async def test_long_lines_go_in_pieces_and_the_stream_is_unchanged() -> None:
+    """A line over 64 KiB goes in 64 KiB pieces with no newline added (the core masks the
+    stream across them), and the tail keeps its length, never a cut piece."""
     lines: list[bytes] = []
 
     async def emit(stream: str, line: bytes) -> None:
         lines.append(line)
 
-    await run(["sh", "-c", "head -c 150000 /dev/zero | tr '\\0' x"], emit=emit, time_limit=10)
-    assert [len(x) for x in lines] == [65537, 65537, 150000 - 2 * 65536 + 1]
+    done = await run(
+        ["sh", "-c", "head -c 150000 /dev/zero | tr '\\0' x; sleep 0.2; echo; echo short"],
+        emit=emit,
+        time_limit=10,
+    )
+    assert b"".join(lines) == b"x" * 150000 + b"\nshort\n"
+    pieces = [x for x in lines if not x.endswith(b"\n")]  # parts of a line still coming
+    assert pieces and all(len(x) == 65536 for x in pieces)
+    assert lines[-1] == b"short\n"
+    assert done.tail == ("(150000 bytes on one line)", "short")
+    assert "xxxx" not in done.summary()
 
 
 async def test_missing_program() -> None:
