@@ -2,8 +2,9 @@
 
 The path comes from the resource file (``[[repo]] config.path``): absolute paths are used as
 given (the reference homelab points pre-deploy scripts into such a clone), relative ones stay
-under the agent's root. An existing directory that is not a clone of the same repository is
-never overwritten.
+under the agent's root. An existing directory that is not a clone of the same repository (a
+directory with other files, or a clone whose ``origin`` is another URL) is refused before
+anything in it is touched.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from periphery.exceptions import CheckoutError, ForbiddenPath
 from periphery.ops.checkout import git_env, redact
 from periphery.ops.locks import file_lock
 from periphery.paths import commit_id, repo_path
-from periphery.process import Emit, run
+from periphery.process import Emit, capture, run
 from protocol.messages import GitCredentials
 
 GIT_TIMEOUT = 300.0
@@ -57,12 +58,40 @@ def _is_clone(dest: Path) -> bool:
     return False
 
 
+def same_repository(a: str, b: str) -> bool:
+    """Whether two remote URLs name one repository (``x``, ``x/`` and ``x.git`` do, with or
+    without a user in the URL)."""
+
+    def norm(url: str) -> str:
+        url = redact(url.strip()).replace("***@", "").rstrip("/")
+        return url[: -len(".git")] if url.endswith(".git") else url
+
+    return norm(a) == norm(b)
+
+
+async def _check_origin(dest: Path, url: str, shown: str) -> None:
+    """Refuse a clone of another repository (its local changes would be lost to the checkout)."""
+    found = await capture(
+        ["git", "-C", str(dest), "config", "--get", "remote.origin.url"],
+        time_limit=GIT_TIMEOUT,
+        env=git_env(),
+    )
+    origin = found.stdout.decode("utf-8", "replace").strip()
+    if found.returncode != 0 or not same_repository(origin, url):
+        what = f"a clone of {redact(origin)}" if origin else "a clone with no origin"
+        raise ForbiddenPath(
+            f"{dest} is {what}, not of {shown}: not touching it (move it away, or give the"
+            " [[repo]] another path)"
+        )
+
+
 async def _sync(
     dest: Path, url: str, sha: str, shown: str, emit: Emit, env: dict[str, str]
 ) -> None:
     if not _is_clone(dest):
         await _git(["clone", "--quiet", "--", url, str(dest)], emit, f"cloning {shown}", env)
     else:
+        await _check_origin(dest, url, shown)
         await _git(
             ["-C", str(dest), "remote", "set-url", "origin", url], emit, "setting origin", env
         )

@@ -251,3 +251,40 @@ async def test_a_repo_clone_is_kept_at_its_path_and_moved_to_each_commit(
             result, _ = await channel.request(RepoSync(url=url, commit=second, path=path))
             assert result.error is not None and result.error.code is ErrorCode.FORBIDDEN_PATH
         assert (other / "keep.txt").read_text() == "mine"
+
+
+async def test_a_clone_of_another_repository_at_the_path_is_refused_untouched(
+    core_keys: KeyPair, periphery_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """RepoSync's docstring kept: a clone whose origin is another URL is not reset to this one
+    (its local changes would be lost); the error says what is there and what to do."""
+    from protocol.messages import RepoSync
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "theirs").mkdir()
+    url, sha = make_repo(tmp_path / "mine", {"a.txt": "mine\n"})
+    other_url, _ = make_repo(tmp_path / "theirs", {"b.txt": "theirs\n"})
+    clone = tmp_path / "host" / "clone"
+    git("clone", "-q", "-b", "main", other_url, str(clone), cwd=tmp_path)
+    (clone / "b.txt").write_text("local change\n")
+    (clone / "untracked.txt").write_text("keep me\n")
+    head = git("rev-parse", "HEAD", cwd=clone)
+    periphery = periphery_factory.start()
+    async with PeripheryPool(core_keys.key) as pool:
+        pool.set_servers([ServerEndpoint("p1", periphery.keys.public, periphery.url)])
+        channel = await pool.channel("p1")
+        result, _ = await channel.request(RepoSync(url=url, commit=sha, path=str(clone)))
+        assert result.error is not None and result.error.code is ErrorCode.FORBIDDEN_PATH
+        assert result.error.message == (
+            f"{clone} is a clone of {other_url}, not of {url}: not touching it (move it"
+            " away, or give the [[repo]] another path)"
+        )
+        assert git("rev-parse", "HEAD", cwd=clone) == head
+        assert git("remote", "get-url", "origin", cwd=clone) == other_url
+        assert (clone / "b.txt").read_text() == "local change\n"
+        assert (clone / "untracked.txt").read_text() == "keep me\n"
+        # the same repository written another way (a trailing .git or /) is the same clone
+        mine = tmp_path / "host" / "mine"
+        await ok(channel, RepoSync(url=url, commit=sha, path=str(mine)))
+        await ok(channel, RepoSync(url=url + "/", commit=sha, path=str(mine)))
+        assert (mine / "a.txt").read_text() == "mine\n"
