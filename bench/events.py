@@ -289,8 +289,9 @@ async def webhook_latency(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         core_key, agent_key = PrivateKey.generate(), PrivateKey.generate()
-        (tmp / "core.key").write_bytes(core_key.openssh_pem())
-        (tmp / "agent.key").write_bytes(agent_key.openssh_pem())
+        for name, key in (("core.key", core_key), ("agent.key", agent_key)):
+            (tmp / name).write_bytes(key.openssh_pem())
+            (tmp / name).chmod(0o600)  # a private key others may read is refused
         bare, work = tmp / "origin.git", tmp / "work"
         git("init", "-q", "--bare", str(bare), cwd=tmp)
         git("init", "-q", "-b", "main", str(work), cwd=tmp)

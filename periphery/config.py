@@ -22,6 +22,7 @@ from protocol.keys import (
     looks_like_public_key_line,
     parse_private_key,
     parse_public_key,
+    permissions_problem,
 )
 
 
@@ -108,7 +109,12 @@ def load_config(path: Path) -> LoadedConfig:
 
     try:
         key_path = _resolve(base, raw.private_key)
-        private_key = parse_private_key(key_path.read_bytes())
+        with open(key_path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            problem = permissions_problem(str(key_path), st.st_mode, st.st_uid, os.getuid())
+            if problem is not None:  # as OpenSSH refuses such a key
+                raise BadKey(problem)
+            private_key = parse_private_key(handle.read())
     except OSError as exc:
         raise _error(path, "private_key", f"cannot read {key_path}: {exc.strerror}") from exc
     except BadKey as exc:

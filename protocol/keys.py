@@ -240,3 +240,15 @@ def parse_public_key(line: str) -> PublicKey:
 def looks_like_public_key_line(spec: str) -> bool:
     """True when ``spec`` is a key line rather than a path to a ``.pub`` file."""
     return spec.lstrip().startswith("ssh-")
+
+
+def permissions_problem(path: str, mode: int, owner: int, uid: int) -> str | None:
+    """Why a private key file must not be used, as OpenSSH decides (``authfile.c``,
+    ``sshkey_perm_ok``): a key owned by the user who reads it must not be accessible by group
+    or others. None when it may be used."""
+    if owner == uid and mode & 0o077:
+        return (
+            f"permissions {mode & 0o7777:04o} for {path} are too open: a private key must not be"
+            f" accessible by group or others (run: chmod 600 {path})"
+        )
+    return None

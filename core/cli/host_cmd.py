@@ -207,26 +207,31 @@ async def _install(args: argparse.Namespace, spec: Any, fingerprint: str) -> int
 
 
 def _write_server_file(path: Path, name: str, block: str, say: Any) -> None:
-    """Write the block to ``path`` (replacing it), saying so when the pinned key changes."""
-    import os
+    """Put the block into ``path``: the ``[[server]]`` of that name is replaced, the rest of the
+    file is kept byte for byte (``core.hosts.serverfile``); a new file holds the block alone.
+    Says so when the pinned key changes."""
+    import stat
     import tomllib
 
     from core.exceptions import HostInstallError
+    from core.hosts.serverfile import ServerFileError, replace_server
+    from core.keyfiles import write_new_file
 
     try:
-        if path.is_file():
-            old = tomllib.loads(path.read_text())
+        old = path.read_bytes().decode() if path.is_file() else ""  # newlines as they are
+        mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o644
+        text = replace_server(old, name, block)
+        if old:
             new = tomllib.loads(block)["server"][0]["config"]["public_key"]
-            for server in old.get("server", []):
+            for server in tomllib.loads(old).get("server", []):
                 pinned = server.get("config", {}).get("public_key")
                 if server.get("name") == name and pinned and pinned != new:
                     say(f"stackward: {path}: server {name!r} had another key pinned; replaced")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(
-            f"# The agent on server {name!r}, pinned by `stackward host install`.\n" + block
-        )
-        os.replace(tmp, path)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        write_new_file(path, text.encode(), mode)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename and str(exc.filename) != str(path) else ""
+        raise HostInstallError(f"cannot write {path}: {where}{exc.strerror or exc}") from exc
+    except (ServerFileError, UnicodeDecodeError) as exc:
         raise HostInstallError(f"cannot write {path}: {exc}") from exc
     say(f"stackward: wrote {path}; the core pins the key at its next sync (stackward apply)")

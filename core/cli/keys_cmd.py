@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ def register(sub: Any) -> None:
 
 
 def new_key(args: argparse.Namespace) -> int:
+    from core.keyfiles import write_new_file
     from protocol.keys import PrivateKey
 
     path: Path = args.path
@@ -35,13 +35,8 @@ def new_key(args: argparse.Namespace) -> int:
     key = PrivateKey.generate(comment)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key.openssh_pem())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-        pub_path.write_text(key.public_key.openssh_line() + "\n")
+        write_new_file(path, key.openssh_pem(), 0o600)
+        write_new_file(pub_path, (key.public_key.openssh_line() + "\n").encode(), 0o644)
     except OSError as exc:
         print(f"stackward: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1

@@ -27,9 +27,10 @@ STOP_TIMEOUT = 10.0
 KEY_MARKER = "stackward-public-key: "
 SERVICE_MARKER = "stackward-service: "
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_PATH = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
-_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
+# Used with fullmatch: ``$`` would let a trailing newline through (and split a unit's line).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def parse_target(url: str) -> SshTarget:
     user = parts.username or ""
     if not user:
         raise HostInstallError(f"{url!r}: name the SSH user: ssh://USER@HOST[:PORT]")
-    if not _USER.match(user):
+    if not _USER.fullmatch(user):
         raise HostInstallError(f"{url!r}: {user!r} is not a valid user name")
     try:
         port = parts.port
@@ -104,23 +105,23 @@ class InstallSpec:
     ready_timeout: float = READY_TIMEOUT
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             raise HostInstallError(
                 f"--name {self.name!r}: letters, digits, '.', '_' and '-' (at most 63)"
             )
         if not self.core_keys:
             raise HostInstallError("give the core's public key (--core-key)")
         for flag, path in (("--dir", self.directory), ("--root-directory", self.root_directory)):
-            if not _PATH.match(path) or ".." in PurePosixPath(path).parts or path == "/":
+            if not _PATH.fullmatch(path) or ".." in PurePosixPath(path).parts or path == "/":
                 raise HostInstallError(
                     f"{flag} {path!r}: an absolute path of letters, digits and . _ - + @ /"
                 )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise HostInstallError("--tls-cert and --tls-key: give both or neither")
         for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
-            if path and not _PATH.match(path):
+            if path and not _PATH.fullmatch(path):
                 raise HostInstallError(f"{flag} {path!r}: an absolute path on the host")
-        if not _NAME.match(self.service):
+        if not _NAME.fullmatch(self.service):
             raise HostInstallError(f"--service {self.service!r}: not a valid unit name")
         if not self.python or any(c.isspace() for c in self.python):
             raise HostInstallError(f"--python {self.python!r}: a command or path, no spaces")

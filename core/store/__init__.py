@@ -48,19 +48,32 @@ class SyncRun(msgspec.Struct):
     revision: int | None
 
 
+def _owner_only(path: Path) -> None:
+    """Create the database file 0600, or take group and others' access off the files."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        return
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)
+
+
 class Store:
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout: float = 10.0, check: bool = True
     ) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Deploy logs are kept here: the directory 0700 when made, the files 0600 (SQLite
+            # gives the WAL and shared-memory files the database's mode).
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if self.path.exists() and self.path.stat().st_size == 0 and not _has_wal(self.path):
                 raise StoreError(
                     f"{self.path} is empty (0 bytes): a start that failed while creating it, or"
                     " a database lost or restored wrong. Restore it from a backup, or delete it"
                     " to start with no state (every stack then deploys again)"
                 )
+            _owner_only(self.path)
             self._db = sqlite3.connect(
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )

@@ -95,6 +95,11 @@ def test_bad_targets_are_refused_with_the_reason(url: str, says: str) -> None:
         ({"python": "python3 -I"}, "--python"),
         ({"tls_cert": "/etc/stackward/tls.crt"}, "--tls-cert and --tls-key"),
         ({"tls_cert": "tls.crt", "tls_key": "tls.key"}, "--tls-cert"),
+        # re.fullmatch: a trailing newline would split the unit's ExecStart= line
+        ({"name": "nas\n"}, "--name"),
+        ({"service": "agent\n"}, "--service"),
+        ({"directory": "/opt/stackward\n"}, "--dir"),
+        ({"tls_cert": "/etc/t.crt\n", "tls_key": "/etc/t.key"}, "--tls-cert"),
     ],
 )
 def test_bad_settings_are_refused(changes: dict[str, object], says: str) -> None:
@@ -123,6 +128,7 @@ def test_the_rendered_config_loads_in_the_agent(tmp_path: Path) -> None:
     )
     (tmp_path / "opt").mkdir()
     Path(s.key_path).write_bytes(PrivateKey.generate().openssh_pem())
+    Path(s.key_path).chmod(0o600)  # as `keys new` writes it on the host
     Path(s.config_path).write_text(render_periphery_toml(s))
     loaded = load_config(Path(s.config_path))
     assert [k.openssh_line() for k in loaded.core_keys] == [CORE_KEY, other]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -48,6 +49,23 @@ def test_migrations_apply_once_and_db_is_wal(tmp_path: Path) -> None:
     again.close()
     db = sqlite3.connect(tmp_path / DB_NAME)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_the_data_dir_and_database_are_the_owners_only(tmp_path: Path) -> None:
+    """They hold deploy logs: the data_dir made 0700, the database and its WAL 0600; a database
+    left readable by others (an older core's) is tightened at the next start."""
+    data = tmp_path / "data"
+    store = Store.open(data)
+    store.save_plan(_plan(store, _stacks(1)))
+    files = sorted(data.iterdir())
+    assert [f.name for f in files] == [DB_NAME, f"{DB_NAME}-shm", f"{DB_NAME}-wal"]
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+    store.close()
+    for f in data.iterdir():
+        f.chmod(0o644)
+    Store.open(data).close()
+    assert {stat.S_IMODE(f.stat().st_mode) for f in data.iterdir()} == {0o600}
 
 
 def test_apply_then_plan_again_is_empty_and_plans_round_trip(tmp_path: Path) -> None:
