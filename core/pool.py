@@ -269,7 +269,7 @@ class PeripheryPool:
             return ws
         state = self._servers.get(conn.peer.name)
         if state is None:  # removed between the handshake and now
-            await ws.close(code=1008, message=b"unknown server")
+            await conn.ws.close(code=1008, message=b"unknown server")
             return ws
         await self._serve(state, CoreChannel(conn, self.settings.channel))
         return ws

@@ -25,6 +25,7 @@ import anyio
 from aiohttp import web
 
 from protocol import codec
+from protocol.admission import Stage
 from protocol.channel import ChannelSettings
 from protocol.exceptions import ChannelError, HandshakeFailed, VersionMismatch
 from protocol.guard import GUARD_KEY, ConnectionGuard
@@ -114,6 +115,15 @@ async def _close_auth_failed(ws: WebSocket, settings: ChannelSettings) -> None:
     await _close(ws, settings, AUTH_FAILED_CLOSE_CODE, AUTH_FAILED_REASON)
 
 
+def _answer(ws: web.WebSocketResponse) -> web.StreamResponse:
+    """What the handler returns after a failure: the websocket when it was upgraded, else a
+    plain answer (an unprepared websocket would make aiohttp log a traceback; the connection
+    may be gone already, evicted or past its deadline)."""
+    if ws.prepared:
+        return ws
+    return web.Response(status=408, text="no completed handshake\n")
+
+
 def raise_read_limit(ws: web.WebSocketResponse, request: web.Request, limit: int) -> bool:
     """Replace the websocket's frame reader by one that accepts messages up to ``limit``.
 
@@ -163,9 +173,7 @@ class Acceptor:
     software: str = ""
     limiter: AuthFailureLimiter = field(default_factory=AuthFailureLimiter)
 
-    async def accept(
-        self, request: web.Request
-    ) -> tuple[web.WebSocketResponse, Authenticated | None]:
+    async def accept(self, request: web.Request) -> tuple[web.StreamResponse, Authenticated | None]:
         address = request.remote or "unknown"
         guard: ConnectionGuard | None = request.get(GUARD_KEY)
         transport = request.transport
@@ -196,6 +204,8 @@ class Acceptor:
                 await ws.prepare(request)
                 while not handshake.complete:
                     reply = handshake.receive(await _receive_handshake_bytes(ws))
+                    if guard is not None and transport is not None:
+                        guard.progress(transport, Stage.HANDSHAKING)
                     if handshake.complete and not raise_read_limit(
                         ws, request, self.settings.max_frame_bytes + 1
                     ):
@@ -208,13 +218,13 @@ class Acceptor:
                 with anyio.move_on_after(self.settings.close_timeout, shield=True):
                     await ws.send_bytes(exc.reply)
             await _close(ws, self.settings, VERSION_CLOSE_CODE, str(exc).encode()[:120])
-            return ws, None
+            return _answer(ws), None
         except (HandshakeFailed, TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
             reason = "handshake deadline passed" if isinstance(exc, TimeoutError) else str(exc)
             self._failed(address, reason)
             if ws.prepared:
                 await _close_auth_failed(ws, self.settings)
-            return ws, None
+            return _answer(ws), None
         assert handshake.peer is not None and handshake.keys is not None
         if guard is not None and transport is not None:
             guard.authenticated(transport)

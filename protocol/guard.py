@@ -4,9 +4,11 @@ the core's port that serves ``/ws/periphery``).
 ``GuardedRunner`` is an ``aiohttp.web.AppRunner`` whose connections are watched from the TCP
 accept (``protocol.admission``): a deadline from accept to a completed handshake, which covers
 the HTTP upgrade, and caps on unauthenticated connections per source address and in total (the
-oldest is evicted). A request for any path other than the handshake paths releases its
-connection (plain HTTP has its own authentication); on a handshake path ``protocol.connect``
-finds the guard on the request and releases the connection once the peer proved its key.
+one that made the least progress, stuck the longest, is evicted: first bytes, the upgrade and
+each handshake message are progress). A request for any path other than the handshake paths
+releases its connection (plain HTTP has its own authentication); on a handshake path
+``protocol.connect`` finds the guard on the request, marks its progress, and releases the
+connection once the peer proved its key.
 
 ``quiet_descriptor_exhaustion`` makes "too many open files" appear in the log once per
 interval, with a count, instead of once per failed accept.
@@ -23,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from protocol.admission import Admission, AdmissionLimits
+from protocol.admission import Admission, AdmissionLimits, Stage
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,13 @@ GUARD_KEY: Any = (
 class _Watched(asyncio.Protocol):
     """aiohttp's protocol for one connection, with the guard told when it starts and ends."""
 
-    __slots__ = ("_inner", "_guard", "_transport")
+    __slots__ = ("_inner", "_guard", "_transport", "_silent")
 
     def __init__(self, inner: asyncio.Protocol, guard: ConnectionGuard) -> None:
         self._inner = inner
         self._guard = guard
         self._transport: asyncio.BaseTransport | None = None
+        self._silent = True  # nothing received yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -56,6 +59,10 @@ class _Watched(asyncio.Protocol):
         self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._silent:
+            self._silent = False
+            if self._transport is not None:
+                self._guard.progress(self._transport, Stage.RECEIVING)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -89,7 +96,7 @@ class ConnectionGuard:
         for old in self.admission.admit(transport, address, now):
             self._drop(old)  # type: ignore[arg-type]
             self.evicted += 1
-            self._note(now, f"evicted the oldest unauthenticated connection ({address})")
+            self._note(now, f"evicted an unauthenticated connection to admit one from {address}")
         loop = asyncio.get_running_loop()
         self._timers[transport] = loop.call_later(
             self.admission.limits.deadline, self._deadline, transport
@@ -124,6 +131,10 @@ class ConnectionGuard:
                 self.evicted,
             )
 
+    def progress(self, transport: asyncio.BaseTransport, stage: Stage) -> None:
+        """The connection got further (evicted after those that got less far)."""
+        self.admission.advance(transport, stage)
+
     def release(self, transport: asyncio.BaseTransport) -> None:
         """Stop watching: authenticated, gone, or plain HTTP."""
         timer = self._timers.pop(transport, None)
@@ -139,6 +150,7 @@ class ConnectionGuard:
         timer = self._timers.pop(transport, None)
         if timer is not None:
             timer.cancel()
+        self.admission.advance(transport, Stage.UPGRADED)
         return self.admission.remaining(transport, now)
 
     @web.middleware

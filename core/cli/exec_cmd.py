@@ -9,9 +9,13 @@ authentication failure exits 255 with a one-line reason.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 CONNECT_FAILED = 255
 
@@ -75,12 +79,18 @@ async def _exec(args: argparse.Namespace, argv: list[str], env: dict[str, str]) 
     out = sys.stdout.buffer
     err = sys.stderr.buffer
     async with PeripheryPool(private_key, settings) as pool:
+        started = time.monotonic()
         pool.set_servers([ServerEndpoint("target", periphery_key, args.periphery)])
         try:
             channel = await pool.channel("target", args.connect_timeout + 5, fail_fast=True)
         except PeripheryUnavailable as exc:
             print(f"stackward exec: {exc}", file=sys.stderr)
             return CONNECT_FAILED
+        log.info(
+            "connected to %s in %.3fs (TCP, upgrade, handshake)",
+            args.periphery,
+            time.monotonic() - started,
+        )
         command = Run(argv=argv, cwd=args.cwd, env=env, timeout=args.timeout)
         try:
             async with channel.call(command) as call:

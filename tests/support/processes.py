@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ class LoggedProcess:
         self.lines: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
         self._cond = threading.Condition()
+        self.preexec: Callable[[], None] | None = None  # e.g. a lower RLIMIT_NOFILE
 
     def start(self) -> None:
         self.lines = []
@@ -85,6 +87,7 @@ class LoggedProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=self.preexec,
         )
         threading.Thread(target=self._reader, args=(self.proc,), daemon=True).start()
 

@@ -50,11 +50,14 @@ async def test_a_2mib_frame_before_login_is_refused_from_its_header(periphery_fa
     periphery = periphery_factory.start()
     async with aiohttp.ClientSession() as session:
         ws = await session.ws_connect(periphery.url)
-        await ws.send_bytes(b"\xc1" * (2 * 1024 * 1024))
+        try:
+            await ws.send_bytes(b"\xc1" * (2 * 1024 * 1024))
+        except ConnectionError:
+            pass  # refused while we were still sending: the agent did not wait for the rest
         with anyio.fail_after(10):
             msg = await ws.receive()
-        assert msg.type is aiohttp.WSMsgType.CLOSE
-        assert ws.close_code == 1009
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code in (1009, 1006)  # 1006: the reset came first
     periphery.wait_for("authentication failed from 127.0.0.1: .*exceeds limit 4097")
 
 
