@@ -23,6 +23,7 @@ import anyio.abc
 from aiohttp import web
 
 from core.exceptions import PeripheryUnavailable
+from protocol.aead import backend
 from protocol.backoff import Backoff
 from protocol.connect import Acceptor, DialFailed, dial
 from protocol.handshake import Peer
@@ -71,6 +72,7 @@ class PeripheryPool:
     """Use as ``async with PeripheryPool(...) as pool`` (or ``await tg.start(pool.run)``)."""
 
     def __init__(self, private_key: PrivateKey, settings: PoolSettings | None = None) -> None:
+        backend().prefer_cryptography()  # the core does not count megabytes: faster small seals
         self.private_key = private_key
         self.settings = settings or PoolSettings()
         self._servers: dict[str, _ServerState] = {}

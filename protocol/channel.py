@@ -71,6 +71,7 @@ class ChannelSettings:
     max_in_flight: int = 64  # requests running at once on one channel
     max_bad_frames: int = 3  # frames that open but do not decode, before the channel closes
     output_buffer: int = 256  # output chunks buffered per request on the core side
+    write_buffer_bytes: int = 4 * 1024 * 1024  # queued in the socket's writer before we wait
 
 
 # ------------------------------------------------------------------------------------ events
@@ -149,10 +150,15 @@ class ChannelState:
 
     # ---------------------------------------------------------------------------- outbound
 
-    def seal(self, data: Buffer) -> bytearray:
+    def seal(self, data: Buffer) -> bytes | bytearray:
         """Seal one websocket message. Seal in the order messages are written, and write each
         right after sealing it: the peer opens them only in that order."""
         return self._sealer.seal(data)
+
+    def seal_in_place(self, buffer: bytearray, start: int, end: int) -> None:
+        """Seal the message ``buffer[start:end]`` where it is, its tag after it (the buffer has
+        ``sealing.OVERHEAD`` bytes of room there); the same order rule as ``seal``."""
+        self._sealer.seal_in_place(buffer, start, end)
 
     def queue(self, frame: bytes | memoryview) -> bool:
         """Put a frame in the outbox; True when it holds a full batch to send now."""
@@ -191,7 +197,7 @@ class ChannelState:
 
     # ----------------------------------------------------------------------------- inbound
 
-    def open(self, data: Buffer, now: float) -> bytearray:
+    def open(self, data: Buffer, now: float) -> bytes | bytearray:
         """Open one websocket message; ``SealBroken`` (and the close reason set) if it does
         not open at its position."""
         self.last_rx = now

@@ -59,12 +59,19 @@ class Sealer:
         self._aead = backend().aead(key, encrypt=True)
         self.sealed = 0  # messages sealed so far: the next one's position
 
-    def seal(self, data: Buffer) -> bytearray:
+    def _next(self) -> bytes:
         counter = self.sealed
         if counter >= _COUNTER_LIMIT:
             raise SealBroken("the channel sealed 2**63 messages; it must be re-opened")
         self.sealed = counter + 1
-        return self._aead.seal(_NONCE_PREFIX + counter.to_bytes(8, "little"), data)
+        return _NONCE_PREFIX + counter.to_bytes(8, "little")
+
+    def seal(self, data: Buffer) -> bytes | bytearray:
+        return self._aead.seal(self._next(), data)
+
+    def seal_in_place(self, buffer: bytearray, start: int, end: int) -> None:
+        """Seal ``buffer[start:end]`` where it is; its tag goes to ``buffer[end:end+16]``."""
+        self._aead.seal_in_place(self._next(), buffer, start, end)
 
 
 class Opener:
@@ -77,7 +84,7 @@ class Opener:
         self.opened = 0  # messages opened so far: the position due next
         self.source = source  # for reasons: "message 3 from the core"
 
-    def open(self, data: Buffer) -> bytearray:
+    def open(self, data: Buffer) -> bytes | bytearray:
         counter = self.opened
         plain = self._aead.open(_NONCE_PREFIX + counter.to_bytes(8, "little"), data)
         if plain is None:

@@ -71,6 +71,7 @@ from protocol.messages import (
     ResultValue,
     Stream,
 )
+from protocol.sealing import OVERHEAD
 
 __all__ = [
     "AUTH_FAILED_CLOSE_CODE",
@@ -123,6 +124,17 @@ class _Wakeup:
             future.set_result(None)
 
 
+def _deepen_write_buffer(ws: object, high: int) -> None:
+    """Let the socket's writer hold ``high`` bytes before senders wait (asyncio's default is
+    64 KiB): a 1 MiB message then goes to the kernel while the next one is read and sealed,
+    instead of each send waiting for the previous one to drain. Memory stays bounded by it.
+    Reaches into aiohttp's writer (both ends have one); without it, the default stays."""
+    transport = getattr(getattr(ws, "_writer", None), "transport", None)
+    setter = getattr(transport, "set_write_buffer_limits", None)
+    if setter is not None:
+        setter(high=high)
+
+
 class _ChannelBase:
     """Moves one state machine's messages over one websocket; runs its clock; closes it."""
 
@@ -137,6 +149,7 @@ class _ChannelBase:
         self._outbox_space = _Wakeup()
         self._closed = anyio.Event()
         self._is_closed = False  # mirrors _closed, cheaper to test on every frame
+        _deepen_write_buffer(conn.ws, settings.write_buffer_bytes)
 
     @property
     def close_reason(self) -> str:
@@ -200,11 +213,15 @@ class _ChannelBase:
             finally:
                 self._writer_busy = False
 
-    async def _send_message(self, plain: bytes | bytearray | memoryview) -> None:
+    async def _send_message(
+        self, plain: bytes | bytearray | memoryview, room: tuple[bytearray, int] | None = None
+    ) -> None:
         # Sealing and aiohttp's write of the frame happen in one step (no await between):
         # messages reach the socket in the order of their counters.
         # No cancel scope per message (they cost more than the send): the clock closes the
         # socket when a send makes no progress for send_timeout.
+        # With ``room`` (the buffer ``plain`` views and where it starts in it), the message is
+        # sealed where it is: no new buffer, its tag in the room after it.
         ws = self.ws
         if ws.closed or self._is_closed:
             raise self._closed_error()
@@ -212,12 +229,26 @@ class _ChannelBase:
         now = time.monotonic()
         state.send_started(now)
         try:
-            await ws.send_bytes(cast(bytes, state.seal(plain)))
+            if room is None:
+                await ws.send_bytes(cast(bytes, state.seal(plain)))
+            else:
+                buffer, start = room
+                end = start + len(plain)
+                state.seal_in_place(buffer, start, end)
+                await ws.send_bytes(cast(bytes, memoryview(buffer)[start : end + OVERHEAD]))
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             state.closing(f"send failed: {exc}")
             raise ChannelClosed(f"send failed: {exc}") from exc
         finally:
             state.send_finished(time.monotonic())
+
+    async def _send_chunk(self, buffer: bytearray, start: int, end: int) -> None:
+        """Send ``buffer[start:end]`` (one encoded frame with ``OVERHEAD`` bytes of room after
+        it): sealed in place when it goes straight to the socket, else through the outbox."""
+        if self.state.outbox or self._writer_busy or self._coalesce():
+            await self._send(memoryview(buffer)[start:end])
+        else:
+            await self._send_message(memoryview(buffer)[start:end], (buffer, start))
 
     async def _run_writer(self, tg: anyio.abc.TaskGroup) -> None:
         try:
@@ -593,10 +624,11 @@ class OutputWriter:
 
     def chunk_buffer(self, size: int) -> tuple[bytearray, memoryview]:
         """A fresh buffer for one chunk of up to ``size`` bytes and the view to fill (e.g. with
-        ``os.readv``); ``send_chunk`` then frames it in place, without copying the data."""
+        ``os.readv``); ``send_chunk`` then frames and seals it in place, without copying the
+        data (room for the frame's header before it, for the seal's tag after it)."""
         size = min(size, OUTPUT_CHUNK_BYTES)
-        buffer = bytearray(_FRAME_HEADROOM + size)
-        return buffer, memoryview(buffer)[_FRAME_HEADROOM:]
+        buffer = bytearray(_FRAME_HEADROOM + size + OVERHEAD)
+        return buffer, memoryview(buffer)[_FRAME_HEADROOM : _FRAME_HEADROOM + size]
 
     async def send_chunk(self, stream: Stream, buffer: bytearray, length: int) -> None:
         """Send the first ``length`` bytes of a ``chunk_buffer`` as one ``Output`` frame, its
@@ -607,7 +639,7 @@ class OutputWriter:
         head = self._channel.state.output_head(self._id, stream, length)
         start = _FRAME_HEADROOM - len(head)
         buffer[start:_FRAME_HEADROOM] = head
-        await self._channel._send(memoryview(buffer)[start : _FRAME_HEADROOM + length])
+        await self._channel._send_chunk(buffer, start, _FRAME_HEADROOM + length)
 
 
 class Handler(Protocol):

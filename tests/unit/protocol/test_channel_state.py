@@ -54,14 +54,26 @@ def test_both_aead_backends_agree() -> None:
     import protocol.aead as aead
 
     fallback = Backend.__new__(Backend)
-    fallback._lib, fallback.name = None, "cryptography"
+    fallback._lib, fallback.name, fallback.aead_name = None, "cryptography", "cryptography"
+    lib = Backend()  # libcrypto through ctypes, whatever this process prefers
+    assert lib.aead_name == "libcrypto"
     key, nonce = os.urandom(32), os.urandom(12)
     for data in (b"", b"x", os.urandom(5000), bytearray(os.urandom(70_000))):
-        ours = backend().aead(key, encrypt=True).seal(nonce, data)
+        ours = lib.aead(key, encrypt=True).seal(nonce, data)
         theirs = fallback.aead(key, encrypt=True).seal(nonce, data)
         assert ours == theirs
         assert fallback.aead(key, encrypt=False).open(nonce, ours) == data
-        assert backend().aead(key, encrypt=False).open(nonce, theirs) == data
+        assert lib.aead(key, encrypt=False).open(nonce, theirs) == data
+        for sealer in (lib, fallback):  # in place: the tag after the data, in the buffer
+            buffer = bytearray(b"head") + bytearray(data) + bytearray(16 + 3)
+            sealer.aead(key, encrypt=True).seal_in_place(nonce, buffer, 4, 4 + len(data))
+            assert buffer[4 : 4 + len(data) + 16] == ours and buffer[:4] == b"head"
+            assert buffer[-3:] == bytes(3)
+        tampered = bytearray(ours)
+        if tampered:
+            tampered[-1] ^= 1
+            assert lib.aead(key, encrypt=False).open(nonce, tampered) is None
+            assert fallback.aead(key, encrypt=False).open(nonce, tampered) is None
     private, public = backend().x25519_keypair()
     other_private, other_public = fallback.x25519_keypair()
     assert backend().x25519(private, other_public) == fallback.x25519(other_private, public)
