@@ -188,13 +188,12 @@ class _LibAead:
             return None
         out = bytearray(size + 1)  # one spare byte: Final's output pointer is never NULL
         src, keep = _address(data)
-        src_base = src if isinstance(src, int) else ctypes.cast(src, ctypes.c_void_p).value
-        assert src_base is not None
+        tag = bytes(memoryview(data)[size:])  # a copy of 16 bytes: no pointer arithmetic on src
         holder = ctypes.c_char.from_buffer(out)
         base = ctypes.addressof(holder)
         ok = lib.init(ctx, None, None, None, nonce, 0) == 1
-        ok = ok and lib.ctrl(ctx, _CTRL_AEAD_SET_TAG, TAG_BYTES, src_base + size) == 1
-        ok = ok and (size == 0 or lib.update(ctx, base, ref, src_base, size) == 1)
+        ok = ok and lib.ctrl(ctx, _CTRL_AEAD_SET_TAG, TAG_BYTES, tag) == 1
+        ok = ok and (size == 0 or lib.update(ctx, base, ref, src, size) == 1)
         ok = ok and lib.final(ctx, base + size, ref) == 1
         del holder, keep
         if not ok:

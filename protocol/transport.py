@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, cast
@@ -93,6 +93,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_BINARY = aiohttp.WSMsgType.BINARY
 
 OUTPUT_CHUNK_BYTES = 1024 * 1024
 _FRAME_HEADROOM = 96  # room for an Output frame's header in front of its data
@@ -272,24 +274,30 @@ class _ChannelBase:
                 log.warning("channel with %s closed: %s", describe(self.peer), state.close_reason)
         tg.cancel_scope.cancel()
 
-    async def _messages(self) -> AsyncIterator[bytes]:
+    async def _next_message(self) -> bytes | None:
+        """The next binary message (a text one too: it does not open, and closes the channel);
+        None once the connection ended (the reason noted in the state). A plain coroutine, not
+        an async generator: this is on every message's path."""
         state = self.state
+        receive = self.ws.receive
         while True:
-            msg = await self.ws.receive()
-            if msg.type is aiohttp.WSMsgType.BINARY:
-                yield msg.data
-            elif msg.type is aiohttp.WSMsgType.TEXT:
-                yield msg.data.encode()  # does not open: closes the channel
-            elif msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+            msg = await receive()
+            kind = msg.type
+            if kind is _BINARY:
+                data: bytes = msg.data
+                return data
+            if kind is aiohttp.WSMsgType.TEXT:
+                return bytes(msg.data.encode())
+            if kind is aiohttp.WSMsgType.PING or kind is aiohttp.WSMsgType.PONG:
                 state.activity(time.monotonic())
-            elif msg.type is aiohttp.WSMsgType.CLOSE:
+            elif kind is aiohttp.WSMsgType.CLOSE:
                 why = f": {msg.extra}" if msg.extra else ""
                 state.closing(f"closed by the {state.peer_what} (code {msg.data}{why})")
-                return
+                return None
             else:
-                extra = f": {msg.data}" if msg.type is aiohttp.WSMsgType.ERROR else ""
-                state.closing(f"connection ended ({msg.type.name}{extra})")
-                return
+                extra = f": {msg.data}" if kind is aiohttp.WSMsgType.ERROR else ""
+                state.closing(f"connection ended ({kind.name}{extra})")
+                return None
 
     async def _reply_bad_frame(self, event: BadFrame) -> None:
         log.warning("bad frame from %s: %s", describe(self.peer), event.reason)
@@ -467,8 +475,8 @@ class CoreChannel(_ChannelBase):
             call._fail(ChannelClosed(self.state.close_reason or "the channel closed"))
 
     async def _read(self, tg: anyio.abc.TaskGroup) -> None:
-        state, calls = self.state, self._calls
-        async for data in self._messages():
+        state, calls, next_message = self.state, self._calls, self._next_message
+        while (data := await next_message()) is not None:
             for event in state.receive(data, time.monotonic()):
                 match event:
                     case OutputView(id=request_id) | Result(id=request_id):
@@ -539,15 +547,25 @@ class CoreChannel(_ChannelBase):
         """Run a command to its end; return its result and all its output."""
         call = await self._start(command)
         output: list[OutputView] = []
+        items = call._items
         try:
-            async for chunk in call:
-                output.append(chunk)
+            while True:  # Call.__anext__ inlined: no exception per request
+                while not items:
+                    if call._failure is not None:
+                        raise call._failure
+                    await call._waiter.wait()
+                item = items.popleft()
+                if isinstance(item, Result):
+                    call.result = item
+                    break
+                output.append(item)
+                if len(items) < call._limit:
+                    call._space.set()
         except BaseException as exc:
             await call.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._forget(call)
-        assert call.result is not None
-        return call.result, output
+        return item, output
 
 
 class _CallContext:
@@ -670,8 +688,8 @@ class PeripheryChannel(_ChannelBase):
         return self._in_batch or len(self._scopes) > 1
 
     async def _read(self, tg: anyio.abc.TaskGroup) -> None:
-        state = self.state
-        async for data in self._messages():
+        state, next_message = self.state, self._next_message
+        while (data := await next_message()) is not None:
             events = state.receive(data, time.monotonic())
             self._in_batch = len(events) > 1
             for event in events:
