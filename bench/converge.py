@@ -51,7 +51,7 @@ services:
     stop_grace_period: 1s
     healthcheck:
       test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
-      interval: 1s
+      interval: 2s
       timeout: 2s
       retries: 10
 """
