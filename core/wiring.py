@@ -128,7 +128,7 @@ async def run(
             await core.reconciler.close_interrupted(
                 f"the core (pid before {os.getpid()}) stopped before it ended"
             )
-        await tg.start(core.runner.run_tasks)
+        await tg.start(core.runner.tasks.run)
         await tg.start(core.webhooks.run)
         if core.pool is not None and core.reconciler is not None and core.deployer is not None:
             assert core.drift is not None
