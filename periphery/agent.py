@@ -161,8 +161,12 @@ class Agent:
                 await anyio.sleep(delay)
 
     async def _log_docker(self) -> None:
-        """Once, at start: what this host's docker CLI can do, and what it cannot."""
-        log_capabilities(await probe())
+        """Once, at start: what this host's docker CLI can do, and what it cannot. A probe that
+        fails (out of descriptors under a flood) must not take the agent down."""
+        try:
+            log_capabilities(await probe())
+        except Exception as exc:
+            log.warning("the docker CLI was not probed at start: %s", exc)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED

@@ -247,9 +247,17 @@ async def run_streaming(
     args = [str(a) for a in argv]
     if not args:
         raise CommandFailed("empty argv: nothing to run")
-    out_read, out_write = _pipe()
-    err_read, err_write = _pipe()
-    in_read, in_write = os.pipe2(os.O_CLOEXEC) if stdin is not None else (-1, -1)
+    made: list[int] = []
+    try:  # out of descriptors: the program cannot start, and the agent goes on
+        out_read, out_write = _pipe()
+        made += (out_read, out_write)
+        err_read, err_write = _pipe()
+        made += (err_read, err_write)
+        in_read, in_write = os.pipe2(os.O_CLOEXEC) if stdin is not None else (-1, -1)
+    except OSError as exc:
+        for fd in made:
+            os.close(fd)
+        raise CommandFailed(f"cannot start {args[0]}: {exc.strerror or exc}") from exc
     if in_write >= 0:
         os.set_blocking(in_write, False)
     try:

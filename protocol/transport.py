@@ -287,7 +287,8 @@ class _ChannelBase:
                 data: bytes = msg.data
                 return data
             if kind is aiohttp.WSMsgType.TEXT:
-                return bytes(msg.data.encode())
+                text: str = msg.data
+                return text.encode()
             if kind is aiohttp.WSMsgType.PING or kind is aiohttp.WSMsgType.PONG:
                 state.activity(time.monotonic())
             elif kind is aiohttp.WSMsgType.CLOSE:

@@ -255,7 +255,9 @@ def test_descriptor_exhaustion_is_logged_once_per_interval(
             sock.close()
         time.sleep(DEADLINE_AND_RETRY)
         done = exec_on(agent, core_keys, "echo", "back")
-        assert (done.returncode, done.stdout) == (0, "back\n"), done.stderr
+        assert (done.returncode, done.stdout) == (0, "back\n"), done.stderr + "\n".join(
+            agent.lines[-20:]
+        )
     finally:
         agent.stop()
 

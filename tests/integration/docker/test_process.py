@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 
 from periphery.exceptions import CommandFailed, CommandTimeout
 from periphery.process import run
+
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.anyio
 
@@ -126,6 +130,26 @@ async def test_long_lines_go_in_pieces_and_the_stream_is_unchanged() -> None:
     assert lines[-1] == b"short\n"
     assert done.tail == ("(150000 bytes on one line)", "short")
     assert "xxxx" not in done.summary()
+
+
+def test_out_of_descriptors_is_a_program_that_cannot_start() -> None:
+    """EMFILE while making the pipes: CommandFailed (the caller's error path), not an OSError
+    that would end the agent's task."""
+    script = (
+        "import anyio, os, resource\n"
+        "from periphery.exceptions import CommandFailed\n"
+        "from periphery.process import capture\n"
+        "used = len(os.listdir('/proc/self/fd'))\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (used + 2, used + 2))\n"
+        "try:\n"
+        "    anyio.run(lambda: capture(['true'], time_limit=5))\n"
+        "except CommandFailed as exc:\n"
+        "    print('CommandFailed:', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=REPO
+    )
+    assert done.stdout == "CommandFailed: cannot start true: Too many open files\n", done.stderr
 
 
 async def test_missing_program() -> None:
