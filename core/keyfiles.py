@@ -23,12 +23,13 @@ def read_private_key(path: Path) -> PrivateKey:
     try:
         with open(path, "rb") as handle:
             st = os.fstat(handle.fileno())
-            problem = permissions_problem(str(path), st.st_mode, st.st_uid, os.getuid())
-            if problem is not None:
-                raise BadKey(problem)
-            return parse_private_key(handle.read())
+            key = parse_private_key(handle.read())  # not a key at all: say that first
     except OSError as exc:
         raise BadKey(f"cannot read {path}: {exc.strerror}") from exc
+    problem = permissions_problem(str(path), st.st_mode, st.st_uid, os.getuid())
+    if problem is not None:
+        raise BadKey(problem)
+    return key
 
 
 def write_new_file(path: Path, data: bytes, mode: int = 0o600) -> None:

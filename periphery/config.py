@@ -111,10 +111,10 @@ def load_config(path: Path) -> LoadedConfig:
         key_path = _resolve(base, raw.private_key)
         with open(key_path, "rb") as handle:
             st = os.fstat(handle.fileno())
-            problem = permissions_problem(str(key_path), st.st_mode, st.st_uid, os.getuid())
-            if problem is not None:  # as OpenSSH refuses such a key
-                raise BadKey(problem)
-            private_key = parse_private_key(handle.read())
+            private_key = parse_private_key(handle.read())  # not a key at all: say that first
+        problem = permissions_problem(str(key_path), st.st_mode, st.st_uid, os.getuid())
+        if problem is not None:  # as OpenSSH refuses such a key
+            raise BadKey(problem)
     except OSError as exc:
         raise _error(path, "private_key", f"cannot read {key_path}: {exc.strerror}") from exc
     except BadKey as exc:

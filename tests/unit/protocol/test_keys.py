@@ -163,3 +163,16 @@ def test_private_key_repr_shows_no_secret() -> None:
     key = PrivateKey.generate()
     assert "PRIVATE" not in repr(key)
     assert key.public_key.fingerprint() in repr(key)
+
+
+def test_private_key_permissions_as_openssh_decides() -> None:
+    """authfile.c, sshkey_perm_ok: owned by the reader, no access for group or others."""
+    from protocol.keys import permissions_problem
+
+    for mode in (0o100600, 0o100400, 0o100700):
+        assert permissions_problem("k", mode, 1000, 1000) is None
+    for mode in (0o100644, 0o100640, 0o100604, 0o100601):
+        problem = permissions_problem("/etc/k", mode, 1000, 1000)
+        assert problem is not None and problem.endswith("(run: chmod 600 /etc/k)")
+        assert f"permissions {mode & 0o777:04o} for /etc/k are too open" in problem
+    assert permissions_problem("k", 0o100644, 0, 1000) is None  # another owner: as OpenSSH
