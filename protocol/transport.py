@@ -423,11 +423,16 @@ class Call:
         if self.result is None and not self._channel.closed:
             await self._channel._send(self._channel.state.cancel(self.id))
 
-    async def _deliver(self, frame: OutputView | Result) -> None:
+    def _deliver(self, frame: OutputView | Result) -> bool:
+        """Queue a frame for the consumer; False when the queue is full (the reader then waits
+        with ``_wait_for_space``, which is how backpressure reaches the periphery)."""
         if self._abandoned or self._failure is not None:
-            return
+            return True
         self._items.append(frame)
         self._waiter.set()
+        return len(self._items) < self._limit
+
+    async def _wait_for_space(self) -> None:
         while len(self._items) >= self._limit and not self._abandoned and self._failure is None:
             await self._space.wait()
 
@@ -482,8 +487,8 @@ class CoreChannel(_ChannelBase):
                 match event:
                     case OutputView(id=request_id) | Result(id=request_id):
                         call = calls.get(request_id)
-                        if call is not None:
-                            await call._deliver(event)
+                        if call is not None and not call._deliver(event):
+                            await call._wait_for_space()
                     case DockerEvents(id=request_id):
                         call = calls.get(request_id)
                         if call is not None and call.on_events is not None:
