@@ -89,7 +89,9 @@ def build(
 
     deployer = StackDeployer(config, records, pool, events) if pool is not None else None
     reconciler = (
-        Reconciler(desired, deployer, records, intents, events) if deployer is not None else None
+        Reconciler(desired, deployer, records, intents, events, parallel=config.deploy_parallel)
+        if deployer is not None
+        else None
     )
     runner = SyncRunner(syncs, store, events, reconciler, deployer, refresh_servers)
     webhooks = WebhookListener(config, store, events, runner, reconciler, records, heads, pool)
