@@ -495,6 +495,31 @@ class SecretReport(msgspec.Struct, frozen=True, tag_field="t", tag="secret"):
     changed: bool = False  # True: created (SecretCreate) or removed (SecretRemove)
 
 
+# --- stack control (issue 14: procedures' StartStack, StopStack, RestartStack, PullStack...)
+
+
+class StackControl(_Command, frozen=True, tag="stack_control"):
+    """Komodo's ``StartStack``, ``StopStack``, ``RestartStack``, ``PauseStack``,
+    ``UnpauseStack``, ``PullStack`` and ``DestroyStack`` on a Compose project (core
+    ``stack/execute.rs``; periphery ``ComposeExecution`` and ``ComposePull``):
+    ``COMPOSE -p PROJECT ACTION [--timeout N] [--remove-orphans] [SERVICE...]``. ``pull`` (and
+    every action with Compose v1, which finds a project only through its files) runs with the
+    stack's files in its run directory, as the last deploy wrote them (``target``)."""
+
+    project: str
+    action: str  # start | stop | restart | pause | unpause | pull | down
+    services: list[str] = []
+    stop_time: int | None = None  # --timeout N (stop, down)
+    remove_orphans: bool = False  # down --remove-orphans
+    target: str = ""  # the stack's directory under the agent's root
+    run_directory: str = ""
+    files: list[str] = []
+    env_files: list[str] = []
+    env_file_path: str = ""  # the env file the deploy wrote, relative to the run directory
+    source: StackSource = StackSource.GIT
+    fence: Fence | None = None
+
+
 Command = (
     Health
     | Echo
@@ -513,6 +538,7 @@ Command = (
     | SecretList
     | SecretCreate
     | SecretRemove
+    | StackControl
 )
 
 ResultValue = (

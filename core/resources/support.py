@@ -109,7 +109,6 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("resource_sync.file_contents", SET, "is ignored: a sync reads only the files in resource_path", deploy=False),  # noqa: E501
     Inert("resource_sync.include_user_groups", TRUE, "is ignored: stackward has no user groups", deploy=False),  # noqa: E501
     Inert("resource_sync.pending_alert", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("procedure", ANY, f"procedures are {_LATER}: nothing it names is run (set deploy = true on the stacks to deploy them)"),  # noqa: E501
 )
 # fmt: on
 

@@ -20,6 +20,7 @@ from protocol.messages import (
     SecretCreate,
     SecretList,
     SecretRemove,
+    StackControl,
     StackState,
     SwarmDeploy,
     SwarmInit,
@@ -76,6 +77,7 @@ class Dispatcher:
                 | ComposeDown()
                 | SwarmRemove()
                 | WaitHealthy()
+                | StackControl()
             ):
                 return await self.deploy.handle(command, out)
             case StackState():

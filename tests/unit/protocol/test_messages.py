@@ -99,6 +99,21 @@ deploy_commands = st.one_of(
     ),
     st.builds(messages.SwarmRemove, stack=small_text, fence=fences),
     st.builds(
+        messages.StackControl,
+        project=small_text,
+        action=st.sampled_from(["start", "stop", "restart", "pause", "unpause", "pull", "down"]),
+        services=paths,
+        stop_time=st.none() | st.integers(0, 86_400),
+        remove_orphans=st.booleans(),
+        target=small_text,
+        run_directory=small_text,
+        files=paths,
+        env_files=paths,
+        env_file_path=small_text,
+        source=sources,
+        fence=fences,
+    ),
+    st.builds(
         messages.WaitHealthy,
         mode=st.sampled_from(messages.DeployMode),
         name=small_text,
@@ -349,6 +364,7 @@ def test_every_message_type_is_covered() -> None:
         "SecretCreate",
         "SecretRemove",
         "WatchDocker",
+        "StackControl",
     }
     assert {t.__name__ for t in messages.ResultValue.__args__} == {
         "HealthReport",
