@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 START_GRACE = 1.0  # a time at most this old when the core starts still fires
 LATE_LIMIT = 60.0  # a running core that finds a time older than this (a clock jump) reports it
-RESCAN = 5.0  # seconds between looks at the applied procedures
+RESCAN = 1.0  # seconds between looks at the applied procedures (a revision read)
 MISSED_CAP = 1000
 
 
