@@ -108,6 +108,7 @@ class Steps:
         self.backup = backup
         self.rotate_keys = rotate_keys
         self.global_auto_update = global_auto_update
+        self._mirrors: dict[str, anyio.Lock] = {}  # one fetch of a mirror at a time
 
     async def names(self, kind: str) -> list[str]:
         """The applied resources of ``kind``, by name (what a batch pattern selects from)."""
@@ -223,7 +224,8 @@ class Steps:
         try:
             head = await resolve_branch(src.url, src.branch, credentials=src.credentials)
             mirror = stack_mirror(self.config.data_dir, src.url)
-            await anyio.to_thread.run_sync(update_mirror, src.url, mirror, src.credentials)
+            async with self._mirrors.setdefault(src.url, anyio.Lock()):
+                await anyio.to_thread.run_sync(update_mirror, src.url, mirror, src.credentials)
             await anyio.to_thread.run_sync(self.heads.set, src.url, src.branch, head, "procedure")
         except (GitError, StoreError) as exc:
             raise StepFailed(f"{stack}: cannot look at its repository: {exc}") from exc
