@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.automation.keys import KeyRotation
 from core.automation.runner import ProcedureRunner
 from core.automation.scheduler import Scheduler
 from core.config import CoreConfig
@@ -46,3 +47,4 @@ class Core:
     drift: DriftWatch | None = None
     procedures: ProcedureRunner | None = None
     scheduler: Scheduler | None = None
+    keys: KeyRotation | None = None

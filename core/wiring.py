@@ -28,6 +28,7 @@ import anyio.to_thread
 
 from core.agents import endpoints_from_store
 from core.automation.backup import Backups
+from core.automation.keys import KeyRotation
 from core.automation.records import ProcedureRecords
 from core.automation.runner import ProcedureRunner
 from core.automation.scheduler import Scheduler
@@ -109,6 +110,8 @@ def build(
     # Procedures and their schedules (core/automation): the executions done with the parts
     # above; image updates come from core/updates when it is in this build.
     backups = Backups(store.path, Path(config.data_dir), config.max_backups, events)
+    procedure_records = ProcedureRecords(store)
+    keys = KeyRotation(store, procedure_records, pool, events) if pool is not None else None
     steps = Steps(
         config,
         store,
@@ -119,8 +122,8 @@ def build(
         pool,
         backup=backups.backup,
         global_auto_update=no_global_auto_update,
+        **({"rotate_keys": keys.rotate_all} if keys is not None else {}),
     )
-    procedure_records = ProcedureRecords(store)
     procedures = ProcedureRunner(store, procedure_records, events, steps)
     scheduler = Scheduler(
         procedure_records, events, procedures, config.timezone, revision=store.revision
@@ -145,6 +148,7 @@ def build(
         drift=drift,
         procedures=procedures,
         scheduler=scheduler,
+        keys=keys,
     )
 
 
@@ -184,6 +188,14 @@ async def run(
                 on_back=back if config.reconcile == "auto" else None,
             )
             core.pool.on_connected = connections.connected
+            if core.keys is not None:  # a rotation left pending is confirmed by a connection
+                rotation, connected = core.keys, connections.connected
+
+                async def on_connected(server: str, channel: CoreChannel) -> None:
+                    await rotation.confirm(server, channel)
+                    await connected(server, channel)
+
+                core.pool.on_connected = on_connected
             core.pool.on_lost = connections.lost
             await tg.start(connections.run)
             await tg.start(core.drift.run)

@@ -520,6 +520,31 @@ class StackControl(_Command, frozen=True, tag="stack_control"):
     fence: Fence | None = None
 
 
+# --- the agent's own key, rotated (issue 14: Komodo's RotateAllServerKeys)
+
+
+class RotateKey(_Command, frozen=True, tag="rotate_key"):
+    """Rotate the agent's key pair in two steps, so the core is never left without a key it
+    accepts: ``prepare`` makes a new pair and keeps it beside the current key (the current one
+    stays in use) and answers its public key; ``commit`` (the core has pinned the new key)
+    makes the prepared pair the agent's key, on disk and for every new handshake, and answers a
+    signature by it over ``nonce`` (``key_proof_data``)."""
+
+    step: str  # "prepare" | "commit"
+    public_key: bytes = b""  # commit: the prepared key (SSH wire encoding)
+    nonce: bytes = b""  # commit: what the new key signs
+
+
+class KeyReport(msgspec.Struct, frozen=True, tag_field="t", tag="key"):
+    public_key: bytes  # SSH wire encoding
+    signature: bytes = b""  # commit: over key_proof_data(public_key, nonce)
+
+
+def key_proof_data(public_key: bytes, nonce: bytes) -> bytes:
+    """What a committed key signs: a domain, the key, and the core's nonce."""
+    return b"stackward key rotation v1\0" + public_key + b"\0" + nonce
+
+
 Command = (
     Health
     | Echo
@@ -539,6 +564,7 @@ Command = (
     | SecretCreate
     | SecretRemove
     | StackControl
+    | RotateKey
 )
 
 ResultValue = (
@@ -549,4 +575,5 @@ ResultValue = (
     | SwarmReport
     | SecretListReport
     | SecretReport
+    | KeyReport
 )

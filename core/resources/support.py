@@ -81,7 +81,6 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("server.enabled", FALSE, "is ignored: a disabled server is still connected to and deployed on"),  # noqa: E501
     Inert("server.passkey", ANY, "is ignored: agents authenticate with stackward's keys (stackward keys)", deploy=False),  # noqa: E501
     Inert("server.insecure_tls", ANY, "is ignored: the agent channel is sealed with stackward's keys, not TLS", deploy=False),  # noqa: E501
-    Inert("server.auto_rotate_keys", ANY, "is ignored: keys are rotated with stackward keys", deploy=False),  # noqa: E501
     Inert("server.ignore_mounts", ANY, "is ignored: stackward collects no server stats", deploy=False),  # noqa: E501
     Inert("server.stats_monitoring", TRUE, "is ignored: stackward collects no server stats", deploy=False),  # noqa: E501
     Inert("server.send_unreachable_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501

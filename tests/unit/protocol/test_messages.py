@@ -114,6 +114,12 @@ deploy_commands = st.one_of(
         fence=fences,
     ),
     st.builds(
+        messages.RotateKey,
+        step=st.sampled_from(["prepare", "commit"]),
+        public_key=small_bytes,
+        nonce=small_bytes,
+    ),
+    st.builds(
         messages.WaitHealthy,
         mode=st.sampled_from(messages.DeployMode),
         name=small_text,
@@ -153,6 +159,7 @@ bootstrap_values = st.one_of(
         ),
     ),
     st.builds(messages.SecretReport, name=small_text, changed=st.booleans()),
+    st.builds(messages.KeyReport, public_key=small_bytes, signature=small_bytes),
 )
 commands = deploy_commands | st.one_of(
     st.builds(messages.Health),
@@ -365,6 +372,7 @@ def test_every_message_type_is_covered() -> None:
         "SecretRemove",
         "WatchDocker",
         "StackControl",
+        "RotateKey",
     }
     assert {t.__name__ for t in messages.ResultValue.__args__} == {
         "HealthReport",
@@ -374,6 +382,7 @@ def test_every_message_type_is_covered() -> None:
         "SwarmReport",
         "SecretListReport",
         "SecretReport",
+        "KeyReport",
     }
 
 
