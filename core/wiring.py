@@ -162,7 +162,7 @@ async def run(
             await core.reconciler.close_interrupted(
                 f"the core (pid before {os.getpid()}) stopped before it ended"
             )
-        await tg.start(core.runner.run_tasks)
+        await tg.start(core.runner.tasks.run)
         await tg.start(core.webhooks.run)
         if core.procedures is not None:
             await tg.start(core.procedures.run)
