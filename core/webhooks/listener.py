@@ -311,11 +311,10 @@ class WebhookListener(TaskOwner):
             if push.branch != branch:
                 accepted(f"ignored: push to {push.branch}", pushed, commit)
                 return json_response({"ignored": f"push to {push.branch!r}, not {branch!r}"}, 202)
-        tg, run = self._tg, self.run_procedure
-        if tg is None or run is None:
+        run = self.run_procedure
+        if run is None or not self.spawn(self._run_procedure, run, name):
             return error_response(503, "unavailable", "procedures are not running in this core")
         accepted("run", pushed, commit)
-        tg.start_soon(self._run_procedure, run, name)
         return json_response({"accepted": True, "procedure": name}, 202)
 
     async def _run_procedure(
