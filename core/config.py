@@ -49,6 +49,10 @@
     domain = "ghcr.io"
     accounts = [{ username = "me", token = "..." }]
 
+    timezone = "Europe/Berlin"       # Komodo's: schedules without schedule_timezone (default:
+                                     # the host's zone)
+    max_backups = 14                 # Komodo's: BackupCoreDatabase keeps this many (0: all)
+
 Relative paths are taken from the config file's directory. Every problem raises
 :class:`~core.exceptions.ConfigError` naming the file, the key and what is wrong.
 """
@@ -59,6 +63,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -128,6 +133,8 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     external_networks: list[str] = msgspec.field(default_factory=list)
     git_provider: list[GitProvider] = msgspec.field(default_factory=list)
     image_registry: list[ImageRegistry] = msgspec.field(default_factory=list)
+    timezone: str = ""  # procedures' schedules without schedule_timezone; "" : the host's
+    max_backups: int = 14  # BackupCoreDatabase keeps this many in data_dir/backups (0: all)
     # Where the config was read from (not a key of the file).
     source: str = ""
 
@@ -251,6 +258,16 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
     ):
         if value < low:
             raise ConfigError(f'{file}: key "{key}": must be at least {low}')
+    if cfg.timezone:
+        try:
+            ZoneInfo(cfg.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(
+                f'{file}: key "timezone": {cfg.timezone!r} is not a time zone name (e.g.'
+                ' "Europe/Berlin", "UTC")'
+            ) from exc
+    if cfg.max_backups < 0:
+        raise ConfigError(f'{file}: key "max_backups": 0 (keep all) or more')
     tokens = list(cfg.api_tokens)
     tokens_file = rel(cfg.api_tokens_file)
     if tokens_file:
