@@ -14,6 +14,7 @@ from protocol.messages import (
     Echo,
     EchoReply,
     Health,
+    ImageDigests,
     PreDeploy,
     RepoSync,
     Run,
@@ -80,6 +81,8 @@ class Dispatcher:
                 return await self.deploy.handle(command, out)
             case StackState():
                 return await self.deploy.stack_state(command, out)
+            case ImageDigests():
+                return await self.deploy.image_digests(command)
             case SwarmInit() | SecretList() | SecretCreate() | SecretRemove():
                 from periphery.handlers import host  # deferred like the deploy operations
 
