@@ -26,9 +26,14 @@ def runs_desired(last: LastFinished, prepared: Prepared) -> bool:
     if last is None:
         return False
     status, spec, commit = last
-    return status == "healthy" and bool(spec) and (spec, commit) == (
-        prepared.spec,
-        prepared.job.commit,
+    return (
+        status == "healthy"
+        and bool(spec)
+        and (spec, commit)
+        == (
+            prepared.spec,
+            prepared.job.commit,
+        )
     )
 
 

@@ -198,7 +198,6 @@ class DeployHandlers:
             return Outcome(exit_code=0, value=HealthGateReport(exists=False))
         return Outcome(exit_code=0, value=_report(verdicts))
 
-
     async def image_digests(self, command: ImageDigests) -> Outcome:
         """The images the stack's services run, with their digests (no output)."""
         try:

@@ -101,9 +101,7 @@ def compose_plan(
             if v1
             else Invocation("down", [*compose, "-p", project, "down"], None)
         )
-    up = Invocation(
-        "up", [*base, "up", "-d", *split_extra_args(extra_args), *only], run_directory
-    )
+    up = Invocation("up", [*base, "up", "-d", *split_extra_args(extra_args), *only], run_directory)
     return ComposePlan(pulling if auto_pull or pull else None, down, up, ordered, joined)
 
 
