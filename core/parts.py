@@ -20,6 +20,7 @@ from core.store import Store
 from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
+from core.updates.checker import UpdateChecker
 from core.webhooks.listener import WebhookListener
 
 
@@ -42,3 +43,4 @@ class Core:
     deployer: StackDeployer | None = None
     reconciler: Reconciler | None = None
     drift: DriftWatch | None = None
+    updates: UpdateChecker | None = None  # image updates (poll_for_updates, auto_update)

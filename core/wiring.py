@@ -42,6 +42,7 @@ from core.store import Store
 from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
+from core.updates.checker import UpdateChecker
 from core.webhooks.listener import WebhookListener
 from protocol.keys import PrivateKey
 from protocol.transport import CoreChannel
@@ -98,6 +99,9 @@ def build(
         if pool is not None and reconciler is not None
         else None
     )
+    updates = None
+    if pool is not None:  # image updates: the agents say what runs, the registries what is new
+        updates = UpdateChecker(config, store, records, pool, reconciler, events)
     return Core(
         config=config,
         store=store,
@@ -115,6 +119,7 @@ def build(
         deployer=deployer,
         reconciler=reconciler,
         drift=drift,
+        updates=updates,
     )
 
 
@@ -157,6 +162,8 @@ async def run(
             await tg.start(core.drift.run)
             await tg.start(core.pool.run)
             await tg.start(core.reconciler.run)
+        if core.updates is not None:  # image updates, every image_poll_interval
+            await tg.start(core.updates.run)
         await core.refresh_servers()
         if core.pool is not None:
             pool = core.pool

@@ -19,7 +19,8 @@ query, ``api/execute/maintenance.rs``) that has been deployed, on an interval
    not redeploy);
 5. ``auto_update`` (unless ``skip_auto_update``): an intent ``update`` that pulls and deploys the
    services with newer images, or the whole stack with ``auto_update_all_services``
-   (:mod:`core.updates.redeploy` says when some services are safe), and ``update.redeploy``.
+   (:mod:`core.updates.redeploy` says when some services are safe), and ``update.redeploy``;
+   not while the stack is being deployed (the next check tells whether it is still due).
 
 Each stack's outcome is kept for ``GET /api/stacks`` (:meth:`UpdateChecker.view`); a stack that
 cannot be checked (agent gone, registry down) says why, and the next check tries again.
@@ -408,6 +409,11 @@ class UpdateChecker:
 
     async def _redeploy(self, target: Target, check: StackCheck) -> int | None:
         if self.reconciler is None:
+            return None
+        if target.name in self.reconciler.busy():
+            # a deploy runs or waits: a check after it tells whether an update is still due
+            # (asking now would add a follow-up deploy for each check while it runs)
+            log.info("auto_update of %s waits: the stack is being deployed", target.name)
             return None
         updates = check.updates
         services = [] if target.all_services else sorted(s.service for s in updates)
