@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.alerts.center import Alerts
+from core.alerts.watch import AlertWatch
 from core.config import CoreConfig
 from core.deploy.deployer import StackDeployer
 from core.drift import DriftWatch
@@ -44,3 +46,5 @@ class Core:
     reconciler: Reconciler | None = None
     drift: DriftWatch | None = None
     updates: UpdateChecker | None = None  # image updates (poll_for_updates, auto_update)
+    alerts: Alerts | None = None  # alerters: raise_alert, procedure_failed, schedule_missed
+    alert_watch: AlertWatch | None = None

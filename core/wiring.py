@@ -24,6 +24,9 @@ import anyio.abc
 import anyio.to_thread
 
 from core.agents import endpoints_from_store
+from core.alerts.center import Alerts
+from core.alerts.sender import AlertSender, DeliverySettings
+from core.alerts.watch import AlertWatch
 from core.config import CoreConfig
 from core.connections import Connections
 from core.deploy.deployer import StackDeployer
@@ -102,6 +105,17 @@ def build(
     updates = None
     if pool is not None:  # image updates: the agents say what runs, the registries what is new
         updates = UpdateChecker(config, store, records, pool, reconciler, events)
+    sender = AlertSender(
+        events,
+        DeliverySettings(
+            timeout=config.alert_timeout,
+            retries=config.alert_retries,
+            backoff=config.alert_backoff,
+            queue=config.alert_queue,
+        ),
+    )
+    alerts = Alerts(events, sender)
+    alert_watch = AlertWatch(config, store, alerts, syncs.load_applied)
     return Core(
         config=config,
         store=store,
@@ -120,6 +134,8 @@ def build(
         reconciler=reconciler,
         drift=drift,
         updates=updates,
+        alerts=alerts,
+        alert_watch=alert_watch,
     )
 
 
@@ -135,6 +151,9 @@ async def run(
             )
         await tg.start(core.runner.run_tasks)
         await tg.start(core.webhooks.run)
+        if core.alerts is not None and core.alert_watch is not None:  # before what raises them
+            await tg.start(core.alerts.sender.run)
+            await tg.start(core.alert_watch.run)
         if core.pool is not None and core.reconciler is not None and core.deployer is not None:
             assert core.drift is not None
             reconciler = core.reconciler
