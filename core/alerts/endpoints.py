@@ -24,6 +24,7 @@ import msgspec
 
 from core.alerts import content
 from core.alerts.model import Alert, komodo_json
+from core.resources import schema as S
 
 NTFY_TITLE: Final = "stackward alert"
 DISCORD_MAX: Final = 2000
@@ -32,10 +33,7 @@ SLACK_SECTION_MAX: Final = 3000
 ENDPOINT_TYPES: Final = ("Custom", "Slack", "Discord", "Ntfy", "Pushover")
 SENT: Final = ("Custom", "Slack", "Discord", "Ntfy")
 JSON: Final = {"Content-Type": "application/json"}
-DEFAULT_URLS: Final = {  # Komodo's, when url is not written (Slack's and Discord's are dummies)
-    "Custom": "http://localhost:7000",
-    "Ntfy": "http://localhost:8080/komodo",
-}
+DEFAULT_URLS: Final = S.ALERTER_DEFAULT_URLS
 
 
 class Outgoing(msgspec.Struct, frozen=True):

@@ -50,45 +50,10 @@ PROCEDURE_FAILED: Final = "ProcedureFailed"
 SCHEDULE_RUN: Final = "ScheduleRun"
 SCHEDULE_MISSED: Final = "ScheduleMissed"
 
-RAISED: Final = (
-    STACK_DEPLOY_FAILED,
-    STACK_STATE_CHANGE,
-    STACK_DRIFT,
-    SERVER_UNREACHABLE,
-    STACK_IMAGE_UPDATE_AVAILABLE,
-    STACK_AUTO_UPDATED,
-    PROCEDURE_FAILED,
-    SCHEDULE_RUN,
-    SCHEDULE_MISSED,
-)
+RAISED: Final = S.ALERT_TYPES_RAISED
 """The alert types stackward raises."""
 
-KOMODO_TYPES: Final = frozenset(
-    {
-        "None",
-        "Test",
-        "SwarmUnhealthy",
-        "ServerUnreachable",
-        "ServerCpu",
-        "ServerMem",
-        "ServerDisk",
-        "ServerVersionMismatch",
-        "ContainerStateChange",
-        "DeploymentImageUpdateAvailable",
-        "DeploymentAutoUpdated",
-        "StackStateChange",
-        "StackImageUpdateAvailable",
-        "StackAutoUpdated",
-        "AwsBuilderTerminationFailed",
-        "ResourceSyncPendingUpdates",
-        "BuildFailed",
-        "RepoBuildFailed",
-        "ProcedureFailed",
-        "ActionFailed",
-        "ScheduleRun",
-        "Custom",
-    }
-)
+KOMODO_TYPES: Final = S.ALERT_TYPES_KOMODO
 """Komodo's ``AlertDataVariant`` names (what ``alert_types`` may hold in a Komodo file)."""
 
 ALERT_TYPES: Final = KOMODO_TYPES | set(RAISED)

@@ -12,8 +12,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from core.alerts.model import Alert
-from core.alerts.windows import in_maintenance
 from core.resources.models import AlerterConfig
+from core.resources.windows import in_maintenance
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ import anyio.to_thread
 from core.alerts import model as m
 from core.alerts.center import Alerts
 from core.alerts.routing import Alerter
-from core.alerts.windows import in_maintenance
 from core.config import CoreConfig
 from core.deploy.jobs import values_of
 from core.events.bus import Subscription
@@ -51,6 +50,7 @@ from core.resources.models import (
     config_from_canonical,
 )
 from core.resources.variables import Values
+from core.resources.windows import in_maintenance
 from core.store import Store
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,8 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from core.alerts.endpoints import DEFAULT_URLS
-from core.alerts.model import ALERT_TYPES, RAISED
-from core.alerts.windows import problems
 from core.dependency_graph import describe, is_barrier, stack_graph
+from core.resources import schema as S
 from core.resources import support
 from core.resources.gcpause import gc_paused
 from core.resources.loader import parse_string_list
@@ -39,6 +37,9 @@ from core.resources.models import (
 )
 from core.resources.suggest import closest, did_you_mean
 from core.resources.variables import references
+from core.resources.windows import problems
+
+ALERT_TYPES: Final = S.ALERT_TYPES_KOMODO | set(S.ALERT_TYPES_RAISED)
 
 DOCKER_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 DOCKER_NAME_RULE: Final = (
@@ -290,7 +291,7 @@ def _check_alerter(rs: ResourceSet, res: Resource, names: dict[str, set[str]]) -
         )
     kind = cfg.endpoint.type
     if kind != "Pushover" and not cfg.endpoint.params.get("url") and res.key not in rs.faulty:
-        default = DEFAULT_URLS.get(kind)
+        default = S.ALERTER_DEFAULT_URLS.get(kind)
         rs.finding(
             "warning",
             res.source,
@@ -311,13 +312,13 @@ def _check_alerter(rs: ResourceSet, res: Resource, names: dict[str, set[str]]) -
                 f"{did_you_mean(name, ALERT_TYPES)}; fix the name",
                 "alert_type",
             )
-        elif name not in RAISED:
+        elif name not in S.ALERT_TYPES_RAISED:
             rs.finding(
                 "warning",
                 res.source,
                 where,
                 f"{who}: alert type {name!r} is never raised by stackward (it raises "
-                + ", ".join(RAISED)
+                + ", ".join(S.ALERT_TYPES_RAISED)
                 + ")",
                 "inert",
             )

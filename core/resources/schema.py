@@ -291,6 +291,47 @@ TARGET_TYPES: Final = (  # Komodo's ResourceTarget variants
     "ResourceSync",
 )
 ENDPOINT_PARAM_KEYS: Final = {"url": STR, "email": STR}
+ALERTER_DEFAULT_URLS: Final = {  # Komodo's, when url is not written (Slack's, Discord's: dummies)
+    "Custom": "http://localhost:7000",
+    "Ntfy": "http://localhost:8080/komodo",
+}
+ALERT_TYPES_RAISED: Final = (  # the alert types stackward raises (core/alerts/model.py: when)
+    "StackDeployFailed",
+    "StackStateChange",
+    "StackDrift",
+    "ServerUnreachable",
+    "StackImageUpdateAvailable",
+    "StackAutoUpdated",
+    "ProcedureFailed",
+    "ScheduleRun",
+    "ScheduleMissed",
+)
+ALERT_TYPES_KOMODO: Final = frozenset(  # Komodo's AlertDataVariant names
+    {
+        "None",
+        "Test",
+        "SwarmUnhealthy",
+        "ServerUnreachable",
+        "ServerCpu",
+        "ServerMem",
+        "ServerDisk",
+        "ServerVersionMismatch",
+        "ContainerStateChange",
+        "DeploymentImageUpdateAvailable",
+        "DeploymentAutoUpdated",
+        "StackStateChange",
+        "StackImageUpdateAvailable",
+        "StackAutoUpdated",
+        "AwsBuilderTerminationFailed",
+        "ResourceSyncPendingUpdates",
+        "BuildFailed",
+        "RepoBuildFailed",
+        "ProcedureFailed",
+        "ActionFailed",
+        "ScheduleRun",
+        "Custom",
+    }
+)
 TARGET_KEYS: Final = {"type": STR, "id": STR}
 MAINTENANCE_WINDOW_KEYS: Final = {
     "name": STR,
