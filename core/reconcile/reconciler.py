@@ -226,6 +226,7 @@ class Reconciler:
                 and current.generation.get(s) == self._generation
                 and intent.pins.get(s, current.pins.get(s, "")) == current.pins.get(s, "")
                 and s not in intent.pull  # a deploy that started without pulling brings no update
+                and (current.pulls.get(s) is None or s in current.full)  # nor one of some services
             ):
                 joining[s] = current  # its deploy brings what is asked: carried by it
         fresh = [s for s in stacks if self._slot(s).pending is None and s not in joining]
