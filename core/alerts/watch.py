@@ -12,7 +12,11 @@ alerts through :class:`~core.alerts.center.Alerts`:
 - ``periphery.lost`` and no ``periphery.connected`` within ``agent_lost_grace`` →
   ``ServerUnreachable`` (``CRITICAL``); connected again after that → the same, ``OK``;
 - ``update.available`` without a redeploy → ``StackImageUpdateAvailable`` (Komodo alerts only
-  when ``auto_update`` does not follow).
+  when ``auto_update`` does not follow);
+- ``procedure.finished`` failed → ``ProcedureFailed`` (with the procedure's ``failure_alert``,
+  Komodo's ``api/execute/procedure.rs``); ``schedule.fired`` that started a run →
+  ``ScheduleRun`` (with ``schedule_alert``, Komodo's ``schedule.rs``); ``schedule.missed`` →
+  ``ScheduleMissed`` (with ``failure_alert``: a run that did not happen).
 
 A stack's ``send_alerts = false`` (Komodo: "Whether to send StackStateChange alerts") holds its
 state-change, deploy-failure and drift alerts; a server's ``send_unreachable_alerts = false`` or
@@ -44,6 +48,7 @@ from core.exceptions import CoreError
 from core.resources.models import (
     AlerterConfig,
     MaintenanceWindow,
+    ProcedureConfig,
     ResourceSet,
     ServerConfig,
     StackConfig,
@@ -56,6 +61,9 @@ from core.store import Store
 log = logging.getLogger(__name__)
 
 KINDS = (
+    "procedure.finished",
+    "schedule.fired",
+    "schedule.missed",
     "deploy.finished",
     "health.changed",
     "drift",
@@ -72,6 +80,12 @@ class StackFacts:
     send_alerts: bool = True
     server: str = ""
     swarm: str = ""
+
+
+@dataclass(frozen=True)
+class ProcedureFacts:
+    failure_alert: bool = True
+    schedule_alert: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,7 @@ class AlertWatch:
         self.grace = config.agent_lost_grace
         self.stacks: dict[str, StackFacts] = {}
         self.servers: dict[str, ServerFacts] = {}
+        self.procedures: dict[str, ProcedureFacts] = {}
         self._alerted_state: dict[str, str] = {}  # stack -> the state its last alert said
         self._updates: dict[tuple[str, int], list[str]] = {}  # (stack, run) -> images
         self._lost: dict[str, int] = {}  # server -> generation of its pending loss check
@@ -133,7 +148,7 @@ class AlertWatch:
 
     async def refresh(self) -> None:
         stored = await anyio.to_thread.run_sync(self.store.resources)
-        stacks, servers = {}, {}
+        stacks, servers, procedures = {}, {}, {}
         for (kind, name), res in stored.items():
             raw = res.config.get("config", {})
             try:
@@ -145,9 +160,12 @@ class AlertWatch:
                     servers[name] = ServerFacts(
                         scfg.send_unreachable_alerts, tuple(scfg.maintenance_windows)
                     )
+                elif kind == "procedure":
+                    pcfg: ProcedureConfig = config_from_canonical("procedure", raw)
+                    procedures[name] = ProcedureFacts(pcfg.failure_alert, pcfg.schedule_alert)
             except CoreError:
                 continue
-        self.stacks, self.servers = stacks, servers
+        self.stacks, self.servers, self.procedures = stacks, servers, procedures
         alerters = await anyio.to_thread.run_sync(alerters_from, stored, self._values)
         self.alerts.set_alerters(alerters)
 
@@ -225,6 +243,28 @@ class AlertWatch:
             case Kind.UPDATE_REDEPLOY:
                 key = (str(data["stack"]), int(data["run"]))
                 self._updates[key] = [str(i) for i in data.get("images", [])]
+            case "procedure.finished":  # core/automation's events
+                name = str(data["procedure"])
+                if data.get("status") == "failed" and self._procedure(name).failure_alert:
+                    self.alerts.procedure_failed(name, str(data.get("message", "")))
+            case "schedule.fired":
+                name = str(data["procedure"])
+                started = str(data.get("outcome", "")).startswith("started")
+                if started and self._procedure(name).schedule_alert:
+                    self.alerts.schedule_run(name)
+            case "schedule.missed":
+                name = str(data["procedure"])
+                if self._procedure(name).failure_alert:
+                    count = int(data.get("count", 1))
+                    more = " or more" if data.get("more") else ""
+                    self.alerts.schedule_missed(
+                        name,
+                        float(data.get("first", at)),
+                        f"{count}{more} run(s) missed while the core was down",
+                    )
+
+    def _procedure(self, name: str) -> ProcedureFacts:
+        return self.procedures.get(name, ProcedureFacts())
 
     def _stack_alert(
         self, type_: str, level: str, stack: str, fields: dict[str, Any], *, gate: bool = True

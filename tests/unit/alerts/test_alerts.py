@@ -400,3 +400,36 @@ def test_an_alerter_that_cannot_send_says_so_as_an_event() -> None:
         "push": "Pushover endpoints are not sent by stackward",
         "bad": "[[X]] undefined",
     }
+
+
+def test_procedure_and_schedule_events_raise_komodos_alerts() -> None:
+    """api/execute/procedure.rs: ProcedureFailed with failure_alert; schedule.rs: ScheduleRun
+    with schedule_alert; a missed run (stackward's) with failure_alert."""
+    from core.alerts.watch import ProcedureFacts
+
+    bus = EventBus(None)
+    w = watch_with(bus, [])
+    w.procedures = {"quiet": ProcedureFacts(failure_alert=False, schedule_alert=False)}
+    with bus.subscribe(Filter(kinds=("alert",))) as sub:
+        for name in ("nightly", "quiet"):
+            w.on_event(
+                "procedure.finished",
+                {"procedure": name, "status": "failed", "message": "stage 1: web failed"},
+                0,
+            )
+            w.on_event("procedure.finished", {"procedure": name, "status": "succeeded"}, 0)
+            w.on_event("schedule.fired", {"procedure": name, "outcome": "started", "run": 1}, 0)
+            w.on_event("schedule.fired", {"procedure": name, "outcome": "busy: running"}, 0)
+            w.on_event(
+                "schedule.missed",
+                {"procedure": name, "count": 2, "first": 1_800_000_000.0, "more": False},
+                0,
+            )
+        got = raised(bus, sub)
+    assert [(a["type"], a["target"]) for a in got] == [
+        ("ProcedureFailed", "procedure:nightly"),
+        ("ScheduleRun", "procedure:nightly"),
+        ("ScheduleMissed", "procedure:nightly"),
+    ]
+    assert "stage 1: web failed" in got[0]["text"]
+    assert "2 run(s) missed while the core was down" in got[2]["text"]
