@@ -6,7 +6,8 @@
 1. what an earlier process left open is closed as ``interrupted`` (with events), before any new
    deploy can start;
 2. the periphery pool, the reconciler (which owns every deploy), the sync runner, the webhook
-   listener, the connection hooks and drift start, each reporting readiness;
+   listener, the alerts (their sender and the watch that follows the bus), the connection hooks,
+   drift and the image update checker start, each reporting readiness;
 3. the servers are read from the applied state, polling starts (``poll_interval``);
 4. Komodo's daily ``auto_prune`` of the servers that ask for it (core/deploy/prune.py);
 5. with ``reconcile = "auto"``, a reconcile pass deploys what is not converged (interrupted,
@@ -149,7 +150,7 @@ async def run(
             await core.reconciler.close_interrupted(
                 f"the core (pid before {os.getpid()}) stopped before it ended"
             )
-        await tg.start(core.runner.run_tasks)
+        await tg.start(core.runner.tasks.run)
         await tg.start(core.webhooks.run)
         if core.alerts is not None and core.alert_watch is not None:  # before what raises them
             await tg.start(core.alerts.sender.run)
