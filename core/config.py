@@ -213,6 +213,10 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
                 f'{file}: key "swarm_secrets.{logical}": {key!r} is not a key of [secrets]'
                 " with a value"
             )
+    if 0 < cfg.image_poll_interval < 1:
+        raise ConfigError(
+            f'{file}: key "image_poll_interval": seconds, 0 (only when asked) or at least 1'
+        )
     if cfg.reconcile not in ("auto", "manual"):
         raise ConfigError(f'{file}: key "reconcile": "{cfg.reconcile}" is not auto or manual')
     for name, key in cfg.external_secrets.items():

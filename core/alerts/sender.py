@@ -2,11 +2,11 @@
 slow or down holds up only its own alerts, and nothing that raises an alert ever waits.
 
 ``enqueue`` never blocks: past ``alert_queue`` waiting alerts the oldest is dropped (and said so:
-``alert.failed``). A send has a deadline (``alert_timeout``); a network error, a timeout, a 429
-or a 5xx is tried again after ``alert_backoff`` seconds, doubled each time (at most 60), up to
-``alert_retries`` more times; another status (a 4xx: the endpoint refuses this request) is not.
-Each alert ends in one event per alerter: ``alert.sent`` or ``alert.failed`` (the reason, never
-the URL: webhook URLs carry their tokens).
+``alert.failed``; a warning at most every 10 s). A send has a deadline (``alert_timeout``); a
+network error, a timeout, a 429 or a 5xx is tried again after ``alert_backoff`` seconds, doubled
+each time (at most 60), up to ``alert_retries`` more times; another status (a 4xx: the endpoint
+refuses this request) is not. Each alert ends in one event per alerter: ``alert.sent`` or
+``alert.failed`` (the reason, never the URL: webhook URLs carry their tokens).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from core.exceptions import AlertDeliveryError
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
+DROP_LOG_EVERY = 10.0  # seconds between warnings about one alerter's dropped alerts
 MAX_ANSWER = 2048  # bytes of an endpoint's refusal kept for the reason
 
 
@@ -45,6 +46,7 @@ class _Queue:
     items: deque[tuple[Alert, Outgoing]] = field(default_factory=deque)
     wakeup: anyio.Event = field(default_factory=anyio.Event)
     dropped: int = 0
+    logged_at: float = -DROP_LOG_EVERY  # when its drops were last logged (monotonic)
 
 
 class AlertSender:
@@ -87,12 +89,15 @@ class AlertSender:
         if len(queue.items) >= self.settings.queue:
             old, _ = queue.items.popleft()
             queue.dropped += 1
-            log.warning(
-                "alerter %s: %s alert(s) waiting, the oldest dropped (%s dropped in all)",
-                alerter,
-                self.settings.queue,
-                queue.dropped,
-            )
+            now = time.monotonic()
+            if now - queue.logged_at >= DROP_LOG_EVERY:  # once per 10 s, not once per alert
+                queue.logged_at = now
+                log.warning(
+                    "alerter %s: %s alert(s) waiting, the oldest dropped (%s dropped in all)",
+                    alerter,
+                    self.settings.queue,
+                    queue.dropped,
+                )
             self._outcome(
                 Kind.ALERT_FAILED, alerter, old, 0, f"dropped: {self.settings.queue} waiting"
             )

@@ -18,6 +18,7 @@ Komodo's behaviour matched (moghtech/komodo):
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from tests.engine.fixtures import docker
 from tests.integration.deploys.test_core_deploys import Core, core
 from tests.integration.updates.conftest import Images
 from tests.support.events import watch
-from tests.support.processes import toml_value
+from tests.support.processes import stackward_argv, toml_value
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
@@ -202,6 +203,14 @@ async def test_compose_auto_update_redeploys_only_the_service_with_a_newer_image
         "side": True,
         "web": False,
     }
+    env = {**os.environ, "STACKWARD_URL": core.url, "STACKWARD_TOKEN": core.token, "NO_COLOR": "1"}
+    listing = await anyio.run_process(stackward_argv("status"), env=env, check=False)
+    line = next(x for x in listing.stdout.decode().splitlines() if x.startswith(name))
+    assert "update: side" in line, listing.stdout.decode()
+    one = await anyio.run_process(stackward_argv("status", name), env=env, check=False)
+    text = one.stdout.decode()
+    assert "image side" in text and f"newer image {side2[7:19]}" in text, text
+    assert "image web" in text and f"{images.ref('app')}  current" in text, text
 
 
 async def test_swarm_one_service_updated_and_poll_only_announces(
