@@ -106,17 +106,19 @@ def build(
     updates = None
     if pool is not None:  # image updates: the agents say what runs, the registries what is new
         updates = UpdateChecker(config, store, records, pool, reconciler, events)
-    sender = AlertSender(
-        events,
-        DeliverySettings(
-            timeout=config.alert_timeout,
-            retries=config.alert_retries,
-            backoff=config.alert_backoff,
-            queue=config.alert_queue,
-        ),
-    )
-    alerts = Alerts(events, sender)
-    alert_watch = AlertWatch(config, store, alerts, syncs.load_applied)
+    alerts, alert_watch = None, None
+    if pool is not None:  # a core that talks to no agent deploys nothing: nothing to alert
+        sender = AlertSender(
+            events,
+            DeliverySettings(
+                timeout=config.alert_timeout,
+                retries=config.alert_retries,
+                backoff=config.alert_backoff,
+                queue=config.alert_queue,
+            ),
+        )
+        alerts = Alerts(events, sender)
+        alert_watch = AlertWatch(config, store, alerts, syncs.load_applied)
     return Core(
         config=config,
         store=store,
