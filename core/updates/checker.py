@@ -225,6 +225,9 @@ class UpdateChecker:
         async with self._lock:
             stored = await anyio.to_thread.run_sync(self.store.resources)
             found = targets_from(stored)
+            for gone in set(self.results) - set(found):  # no longer applied
+                del self.results[gone]
+            self._announced = {a for a in self._announced if a[0] in found}
             if stacks is None:
                 targets = [t for t in found.values() if t.watched]
             else:
