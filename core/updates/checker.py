@@ -451,3 +451,33 @@ async def check_updates(
     ``skip_auto_update``). Returns each stack's check; never raises for one stack's failure
     (it is in that stack's ``error``)."""
     return await checker.check(skip_auto_update=skip_auto_update, automatic=True)
+
+
+def summary_lines(results: list[StackCheck]) -> list[str]:
+    """A line per stack checked, as Komodo's GlobalAutoUpdate logs them ("Checked Stack NAME"),
+    with what was found: the services with newer images, the run that redeploys them, why a
+    stack could not be checked."""
+    if not results:
+        return ["no stack has poll_for_updates or auto_update"]
+    lines = []
+    for r in results:
+        if r.error:
+            lines.append(f"Check Stack {r.stack}: {r.error}")
+            continue
+        newer = [f"{s.service} ({s.image})" for s in r.updates]
+        failed = [f"{s.service}: {s.error}" for s in r.services if s.error]
+        text = f"Checked Stack {r.stack} ✅"
+        if newer:
+            text += "; newer images: " + ", ".join(newer)
+        if r.run is not None:
+            text += f"; redeploying in run {r.run}"
+        if failed:
+            text += "; not looked up: " + "; ".join(failed)
+        lines.append(text)
+    return lines
+
+
+async def global_auto_update(checker: UpdateChecker, skip_auto_update: bool) -> list[str]:
+    """``GlobalAutoUpdate`` as a procedure's step runs it (core/automation takes a
+    ``Callable[[bool], Awaitable[list[str]]]``): :func:`check_updates`, then its lines."""
+    return summary_lines(await check_updates(checker, skip_auto_update=skip_auto_update))

@@ -224,3 +224,25 @@ def test_registry_credentials_come_from_image_registry() -> None:
     hub = credentials_for(config, parse_reference("nginx"), target)
     assert hub is not None and hub.username == "hub"  # the first account of that registry
     assert credentials_for(config, parse_reference("quay.io/o/a"), target) is None
+
+
+def test_global_auto_update_says_what_it_found_per_stack() -> None:
+    from core.updates.checker import ServiceUpdate, StackCheck, summary_lines
+
+    results = [
+        StackCheck(
+            "web",
+            [
+                ServiceUpdate("app", "r/app:1", [DIGEST], NEWER, True),
+                ServiceUpdate("db", "r/db:1", [], "", False, error="the registry answered 500"),
+            ],
+            run=12,
+        ),
+        StackCheck("lost", error="server 'nas': no answer in 30s"),
+    ]
+    assert summary_lines(results) == [
+        "Checked Stack web ✅; newer images: app (r/app:1); redeploying in run 12; not looked up:"
+        " db: the registry answered 500",
+        "Check Stack lost: server 'nas': no answer in 30s",
+    ]
+    assert summary_lines([]) == ["no stack has poll_for_updates or auto_update"]
