@@ -24,6 +24,7 @@
                                      # failure's backoff, every reconcile_interval); manual: only
                                      # when asked (apply, deploy, POST /api/reconcile)
     reconcile_interval = 60          # seconds between reconcile passes (auto)
+    deploy_parallel = 16             # stacks deployed at once (within a tier's order)
     event_send_timeout = 30          # a subscriber that takes no event for this long is dropped
 
     [secrets]                        # values for [[NAME]] the resource files do not define
@@ -57,6 +58,10 @@
     domain = "ghcr.io"
     accounts = [{ username = "me", token = "..." }]
 
+    timezone = "Europe/Berlin"       # Komodo's: schedules without schedule_timezone (default:
+                                     # the host's zone)
+    max_backups = 14                 # Komodo's: BackupCoreDatabase keeps this many (0: all)
+
 Relative paths are taken from the config file's directory. Every problem raises
 :class:`~core.exceptions.ConfigError` naming the file, the key and what is wrong.
 """
@@ -67,6 +72,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -126,6 +132,7 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     drift_window: float = 3600.0
     reconcile: str = "auto"
     reconcile_interval: float = 60.0
+    deploy_parallel: int = 16  # stacks of a run deployed at once (a tier's, as far as it goes)
     event_send_timeout: float = 30.0
     pre_deploy_timeout: float = 300.0  # seconds a stack's pre_deploy command may run
     post_deploy_timeout: float = 300.0  # seconds a stack's post_deploy command may run
@@ -142,6 +149,8 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     alert_backoff: float = 2.0  # seconds before the first retry, doubled each time (max 60)
     alert_queue: int = 256  # alerts waiting per alerter
     agent_lost_grace: float = 30.0  # seconds an agent may be gone before it is alerted
+    timezone: str = ""  # procedures' schedules without schedule_timezone; "" : the host's
+    max_backups: int = 14  # BackupCoreDatabase keeps this many in data_dir/backups (0: all)
     # Where the config was read from (not a key of the file).
     source: str = ""
 
@@ -256,6 +265,7 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
                     )
     for key, value, low in (
         ("reconcile_interval", cfg.reconcile_interval, 1),
+        ("deploy_parallel", cfg.deploy_parallel, 1),
         ("event_send_timeout", cfg.event_send_timeout, 0.5),
         ("pre_deploy_timeout", cfg.pre_deploy_timeout, 1),
         ("post_deploy_timeout", cfg.post_deploy_timeout, 1),
@@ -275,6 +285,16 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
     ):
         if value < low:
             raise ConfigError(f'{file}: key "{key}": must be at least {low}')
+    if cfg.timezone:
+        try:
+            ZoneInfo(cfg.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(
+                f'{file}: key "timezone": {cfg.timezone!r} is not a time zone name (e.g.'
+                ' "Europe/Berlin", "UTC")'
+            ) from exc
+    if cfg.max_backups < 0:
+        raise ConfigError(f'{file}: key "max_backups": 0 (keep all) or more')
     tokens = list(cfg.api_tokens)
     tokens_file = rel(cfg.api_tokens_file)
     if tokens_file:

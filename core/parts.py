@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from core.alerts.center import Alerts
 from core.alerts.watch import AlertWatch
+from core.automation.keys import KeyRotation
+from core.automation.runner import ProcedureRunner
+from core.automation.scheduler import Scheduler
 from core.config import CoreConfig
 from core.deploy.deployer import StackDeployer
 from core.drift import DriftWatch
@@ -48,3 +51,6 @@ class Core:
     updates: UpdateChecker | None = None  # image updates (poll_for_updates, auto_update)
     alerts: Alerts | None = None  # alerters: raise_alert, procedure_failed, schedule_missed
     alert_watch: AlertWatch | None = None
+    procedures: ProcedureRunner | None = None
+    scheduler: Scheduler | None = None
+    keys: KeyRotation | None = None

@@ -12,13 +12,17 @@
 4. Komodo's daily ``auto_prune`` of the servers that ask for it (core/deploy/prune.py);
 5. with ``reconcile = "auto"``, a reconcile pass deploys what is not converged (interrupted,
    skipped, failed past its backoff, never deployed, changed), then one every
-   ``reconcile_interval`` seconds.
+   ``reconcile_interval`` seconds;
+6. procedures (core/automation): the runner (after closing the runs an earlier process left
+   open) and the schedules, which report the times missed while the core was down.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from functools import partial
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -28,6 +32,12 @@ from core.agents import endpoints_from_store
 from core.alerts.center import Alerts
 from core.alerts.sender import AlertSender, DeliverySettings
 from core.alerts.watch import AlertWatch
+from core.automation.backup import Backups
+from core.automation.keys import KeyRotation
+from core.automation.records import ProcedureRecords
+from core.automation.runner import ProcedureRunner
+from core.automation.scheduler import Scheduler
+from core.automation.steps import Steps, no_global_auto_update
 from core.config import CoreConfig
 from core.connections import Connections
 from core.deploy.deployer import StackDeployer
@@ -46,7 +56,7 @@ from core.store import Store
 from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
-from core.updates.checker import UpdateChecker
+from core.updates.checker import UpdateChecker, global_auto_update
 from core.webhooks.listener import WebhookListener
 from protocol.keys import PrivateKey
 from protocol.transport import CoreChannel
@@ -94,7 +104,9 @@ def build(
 
     deployer = StackDeployer(config, records, pool, events) if pool is not None else None
     reconciler = (
-        Reconciler(desired, deployer, records, intents, events) if deployer is not None else None
+        Reconciler(desired, deployer, records, intents, events, parallel=config.deploy_parallel)
+        if deployer is not None
+        else None
     )
     runner = SyncRunner(syncs, store, events, reconciler, deployer, refresh_servers)
     webhooks = WebhookListener(config, store, events, runner, reconciler, records, heads, pool)
@@ -119,6 +131,30 @@ def build(
         )
         alerts = Alerts(events, sender)
         alert_watch = AlertWatch(config, store, alerts, syncs.load_applied)
+    # Procedures and their schedules (core/automation): the executions done with the parts
+    # above (GlobalAutoUpdate: the image update check of core/updates).
+    backups = Backups(store.path, Path(config.data_dir), config.max_backups, events)
+    procedure_records = ProcedureRecords(store)
+    keys = KeyRotation(store, procedure_records, pool, events) if pool is not None else None
+    steps = Steps(
+        config,
+        store,
+        desired,
+        heads,
+        runner,
+        reconciler,
+        pool,
+        backup=backups.backup,
+        global_auto_update=(
+            partial(global_auto_update, updates) if updates is not None else no_global_auto_update
+        ),
+        **({"rotate_keys": keys.rotate_all} if keys is not None else {}),
+    )
+    procedures = ProcedureRunner(store, procedure_records, events, steps)
+    scheduler = Scheduler(
+        procedure_records, events, procedures, config.timezone, revision=store.revision
+    )
+    webhooks.run_procedure = procedures.start
     return Core(
         config=config,
         store=store,
@@ -139,6 +175,9 @@ def build(
         updates=updates,
         alerts=alerts,
         alert_watch=alert_watch,
+        procedures=procedures,
+        scheduler=scheduler,
+        keys=keys,
     )
 
 
@@ -157,6 +196,8 @@ async def run(
         if core.alerts is not None and core.alert_watch is not None:  # before what raises them
             await tg.start(core.alerts.sender.run)
             await tg.start(core.alert_watch.run)
+        if core.procedures is not None:
+            await tg.start(core.procedures.run)
         if core.pool is not None and core.reconciler is not None and core.deployer is not None:
             assert core.drift is not None
             reconciler = core.reconciler
@@ -179,6 +220,14 @@ async def run(
                 on_back=back if config.reconcile == "auto" else None,
             )
             core.pool.on_connected = connections.connected
+            if core.keys is not None:  # a rotation left pending is confirmed by a connection
+                rotation, connected = core.keys, connections.connected
+
+                async def on_connected(server: str, channel: CoreChannel) -> None:
+                    await rotation.confirm(server, channel)
+                    await connected(server, channel)
+
+                core.pool.on_connected = on_connected
             core.pool.on_lost = connections.lost
             await tg.start(connections.run)
             await tg.start(core.drift.run)
@@ -216,6 +265,8 @@ async def run(
             tg.start_soon(poller.run, config.poll_interval)
         if core.reconciler is not None and config.reconcile == "auto":
             tg.start_soon(_reconcile_loop, core)
+        if core.scheduler is not None:
+            await tg.start(core.scheduler.run)
         task_status.started()
         await anyio.sleep_forever()
 

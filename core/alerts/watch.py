@@ -243,16 +243,16 @@ class AlertWatch:
             case Kind.UPDATE_REDEPLOY:
                 key = (str(data["stack"]), int(data["run"]))
                 self._updates[key] = [str(i) for i in data.get("images", [])]
-            case "procedure.finished":  # core/automation's events
+            case Kind.PROCEDURE_FINISHED:  # core/automation's events
                 name = str(data["procedure"])
                 if data.get("status") == "failed" and self._procedure(name).failure_alert:
                     self.alerts.procedure_failed(name, str(data.get("message", "")))
-            case "schedule.fired":
+            case Kind.SCHEDULE_FIRED:
                 name = str(data["procedure"])
                 started = str(data.get("outcome", "")).startswith("started")
                 if started and self._procedure(name).schedule_alert:
                     self.alerts.schedule_run(name)
-            case "schedule.missed":
+            case Kind.SCHEDULE_MISSED:
                 name = str(data["procedure"])
                 if self._procedure(name).failure_alert:
                     count = int(data.get("count", 1))
