@@ -54,7 +54,7 @@ def compose_text(services: dict[str, str], swarm: bool = False) -> str:
     return f"{head}services:\n{body}"
 
 
-def resources(core: Core, stacks: list[dict[str, Any]]) -> str:
+def resources(core: Core, stacks: list[dict[str, Any]], extra: str = "") -> str:
     out = [
         '[[server]]\nname = "manager"\n[server.config]\npublic_key = '
         + toml_value(core.periphery.keys.public.openssh_line()),
@@ -71,7 +71,7 @@ def resources(core: Core, stacks: list[dict[str, Any]]) -> str:
             lines.append("auto_update_skip_services = " + toml_value(s["skip"]))
         lines.append("[stack.config.health]\ntimeout = 60")
         out.append("\n".join(lines))
-    return "\n\n".join(out) + "\n"
+    return "\n\n".join(out) + "\n" + extra
 
 
 def compose_container(project: str, service: str) -> dict[str, Any]:
@@ -225,6 +225,10 @@ async def test_swarm_one_service_updated_and_poll_only_announces(
                     "poll_for_updates": True,
                 },
             ],
+            # Komodo's default "Global Auto Update" procedure (bin/core/src/startup.rs)
+            '\n[[procedure]]\nname = "global-auto-update"\n[[procedure.config.stage]]\n'
+            'name = "Stage 1"\nexecutions = [{ execution.type = "GlobalAutoUpdate",'
+            " execution.params = { skip_auto_update = false }, enabled = true }]\n",
         )
     )
     applied = await core.sync()
@@ -238,18 +242,44 @@ async def test_swarm_one_service_updated_and_poll_only_announces(
 
     app2 = images.push("app", "2")  # the tag moves
     async with watch(core.url, core.token) as w:
-        checks = {c["stack"]: c for c in await core.check_updates()}
+        # a procedure's GlobalAutoUpdate (core/automation) runs the check
+        done = await core.wait_procedure(await core.run_procedure("global-auto-update"), 120)
+        assert done["status"] == "succeeded", done
+        said = "\n".join(line["text"] for line in done["output"])
+        assert f"Checked Stack {poll} ✅; newer images: web ({images.ref('app')})" in said, said
+        assert f"Checked Stack {auto} ✅; newer images: web" in said, said
+        assert "redeploying in run" in said, said
+        checked = {
+            stack: by_service(
+                (
+                    await w.wait(
+                        lambda e, s=stack: (
+                            e["kind"] == "update.checked"
+                            and e["data"]["stack"] == s
+                            and bool(e["data"]["services"])
+                        ),
+                        what=f"update.checked {stack}",
+                    )
+                )["data"]
+            )
+            for stack in (poll, auto)
+        }
         # poll_for_updates alone: announced, not deployed
-        assert by_service(checks[poll])["web"]["update_available"]
-        assert checks[poll]["run"] is None
+        assert checked[poll]["web"]["update_available"]
         announced = await w.wait(
             lambda e: e["kind"] == "update.available" and e["data"]["stack"] == poll,
             what="update.available (poll)",
         )
         assert announced["data"]["redeploy"] is False
+        assert not [e for e in w.of("update.redeploy") if e["data"]["stack"] == poll]
         # auto_update: only the service with a newer image, by docker service update
-        assert checks[auto]["run"] is not None
-        assert not by_service(checks[auto])["side"]["update_available"]
+        assert not checked[auto]["side"]["update_available"]
+        redeploy = await w.wait(
+            lambda e: e["kind"] == "update.redeploy" and e["data"]["stack"] == auto,
+            what="update.redeploy",
+        )
+        assert redeploy["data"]["services"] == ["web"]
+        checks = {auto: {"run": redeploy["data"]["run"]}}
         run = await core.wait_run(checks[auto]["run"], within=120)
         assert run["status"] == "succeeded", run
         (deploy,) = run["deploys"]
