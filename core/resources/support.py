@@ -41,7 +41,6 @@ TRUE: Final = "true"
 FALSE: Final = "false"
 ANY: Final = "any"
 
-_LATER = "not in stackward yet (planned)"
 _NO_STATS = "stackward collects no server stats, so no ServerCpu, ServerMem or ServerDisk alerts"
 
 
