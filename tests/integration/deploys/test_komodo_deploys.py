@@ -480,12 +480,14 @@ services:
   web:
     image: {IMAGE}
     init: true
-    command: ["sh", "-c", "exec sleep 600"]
+    # the service itself checks the secret (an engine in a chroot, as the fresh-Debian check
+    # runs it, execs health probes outside the container's files): wrong, and it never serves
+    command: ["sh", "-c", "grep -q ext-s3cret /run/secrets/token && exec httpd -f -p 8080 -h /www"]
     stop_grace_period: 1s
     networks: [edge]
     secrets: [token]
     healthcheck:
-      test: ["CMD", "grep", "-q", "ext-s3cret", "/run/secrets/token"]
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/index.html"]
       interval: 250ms
       retries: 20
 networks:
