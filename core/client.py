@@ -151,6 +151,18 @@ class CoreClient:
         run: dict[str, Any] = await self.ask("POST", f"/api/stacks/{stack}/deploy{query}")
         return run
 
+    async def check_updates(
+        self, stacks: list[str] | None = None, *, skip_auto_update: bool = False
+    ) -> list[dict[str, Any]]:
+        """Image updates now (``POST /api/updates/check``): each stack's outcome."""
+        body = await self.ask(
+            "POST",
+            "/api/updates/check",
+            {"stacks": stacks, "skip_auto_update": skip_auto_update},
+        )
+        checked: list[dict[str, Any]] = body["stacks"]
+        return checked
+
     async def stacks(self) -> list[dict[str, Any]]:
         body = await self.ask("GET", "/api/stacks")
         stacks: list[dict[str, Any]] = body["stacks"]

@@ -41,6 +41,15 @@
     external_networks = ["proxy"]    # overlay networks (attachable) made when a stack's file
                                      # declares them external and they are missing
 
+    image_poll_interval = 3600       # seconds between image update checks (poll_for_updates,
+                                     # auto_update); 0: only when asked (GlobalAutoUpdate, API)
+    registry_timeout = 15            # seconds for one request to an image registry
+    alert_timeout = 10               # seconds for one attempt to send an alert
+    alert_retries = 3                # attempts after the first, waiting alert_backoff seconds,
+    alert_backoff = 2                # doubled each time (at most 60)
+    alert_queue = 256                # alerts waiting per alerter (the oldest dropped past it)
+    agent_lost_grace = 30            # seconds an agent may be gone before "agent lost" is sent
+
     [[git_provider]]                 # Komodo's: tokens of git_account (private repositories)
     domain = "github.com"
     accounts = [{ username = "me", token = "..." }]
@@ -133,6 +142,13 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     external_networks: list[str] = msgspec.field(default_factory=list)
     git_provider: list[GitProvider] = msgspec.field(default_factory=list)
     image_registry: list[ImageRegistry] = msgspec.field(default_factory=list)
+    image_poll_interval: float = 3600.0  # seconds between image update checks; 0: when asked
+    registry_timeout: float = 15.0  # seconds for one request to an image registry
+    alert_timeout: float = 10.0  # seconds for one attempt to send an alert
+    alert_retries: int = 3  # attempts after the first
+    alert_backoff: float = 2.0  # seconds before the first retry, doubled each time (max 60)
+    alert_queue: int = 256  # alerts waiting per alerter
+    agent_lost_grace: float = 30.0  # seconds an agent may be gone before it is alerted
     timezone: str = ""  # procedures' schedules without schedule_timezone; "" : the host's
     max_backups: int = 14  # BackupCoreDatabase keeps this many in data_dir/backups (0: all)
     # Where the config was read from (not a key of the file).
@@ -206,6 +222,10 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
                 f'{file}: key "swarm_secrets.{logical}": {key!r} is not a key of [secrets]'
                 " with a value"
             )
+    if 0 < cfg.image_poll_interval < 1:
+        raise ConfigError(
+            f'{file}: key "image_poll_interval": seconds, 0 (only when asked) or at least 1'
+        )
     if cfg.reconcile not in ("auto", "manual"):
         raise ConfigError(f'{file}: key "reconcile": "{cfg.reconcile}" is not auto or manual')
     for name, key in cfg.external_secrets.items():
@@ -255,6 +275,13 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
         ("drift_grace", cfg.drift_grace, 0),
         ("drift_redeploys", cfg.drift_redeploys, 0),
         ("drift_window", cfg.drift_window, 1),
+        ("image_poll_interval", cfg.image_poll_interval, 0),
+        ("registry_timeout", cfg.registry_timeout, 0.1),
+        ("alert_timeout", cfg.alert_timeout, 0.1),
+        ("alert_retries", cfg.alert_retries, 0),
+        ("alert_backoff", cfg.alert_backoff, 0),
+        ("alert_queue", cfg.alert_queue, 1),
+        ("agent_lost_grace", cfg.agent_lost_grace, 0),
     ):
         if value < low:
             raise ConfigError(f'{file}: key "{key}": must be at least {low}')

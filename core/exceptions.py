@@ -15,7 +15,10 @@
     │   ├── PlanStale          the state moved since the plan was made; plan again
     │   └── SyncNotFound       no resource sync has that name
     ├── BootstrapFailed        a bootstrap step failed (names it, says how to resume)
-    └── SecretsUnavailable     a periphery could not list, create or remove a swarm secret
+    ├── SecretsUnavailable     a periphery could not list, create or remove a swarm secret
+    ├── RegistryError          an image registry did not tell a tag's digest (never a token)
+    │   └── ImageReferenceError  not an image reference Docker accepts
+    └── AlertDeliveryError     an alerter's endpoint did not take an alert (never its URL)
 
 Each carries a message meant for a person: what went wrong and where.
 """
@@ -87,3 +90,21 @@ class BootstrapFailed(CoreError):
 
 class SecretsUnavailable(CoreError):
     """A periphery could not list, create or remove a swarm secret (its reason; never a value)."""
+
+
+class RegistryError(CoreError):
+    """An image registry did not tell a tag's digest: unreachable, refused, no such tag. The
+    message names the registry and the image, never a credential."""
+
+
+class ImageReferenceError(RegistryError):
+    """Not an image reference Docker accepts (the message says which part and why)."""
+
+
+class AlertDeliveryError(CoreError):
+    """An alerter's endpoint did not take an alert (its status or the network error). The
+    message never holds the endpoint's URL: webhook URLs carry their tokens."""
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry  # False: a refusal that the same request will meet again (4xx)

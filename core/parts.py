@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.alerts.center import Alerts
+from core.alerts.watch import AlertWatch
 from core.automation.keys import KeyRotation
 from core.automation.runner import ProcedureRunner
 from core.automation.scheduler import Scheduler
@@ -23,6 +25,7 @@ from core.store import Store
 from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
+from core.updates.checker import UpdateChecker
 from core.webhooks.listener import WebhookListener
 
 
@@ -45,6 +48,9 @@ class Core:
     deployer: StackDeployer | None = None
     reconciler: Reconciler | None = None
     drift: DriftWatch | None = None
+    updates: UpdateChecker | None = None  # image updates (poll_for_updates, auto_update)
+    alerts: Alerts | None = None  # alerters: raise_alert, procedure_failed, schedule_missed
+    alert_watch: AlertWatch | None = None
     procedures: ProcedureRunner | None = None
     scheduler: Scheduler | None = None
     keys: KeyRotation | None = None

@@ -6,7 +6,8 @@
 1. what an earlier process left open is closed as ``interrupted`` (with events), before any new
    deploy can start;
 2. the periphery pool, the reconciler (which owns every deploy), the sync runner, the webhook
-   listener, the connection hooks and drift start, each reporting readiness;
+   listener, the alerts (their sender and the watch that follows the bus), the connection hooks,
+   drift and the image update checker start, each reporting readiness;
 3. the servers are read from the applied state, polling starts (``poll_interval``);
 4. Komodo's daily ``auto_prune`` of the servers that ask for it (core/deploy/prune.py);
 5. with ``reconcile = "auto"``, a reconcile pass deploys what is not converged (interrupted,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -27,6 +29,9 @@ import anyio.abc
 import anyio.to_thread
 
 from core.agents import endpoints_from_store
+from core.alerts.center import Alerts
+from core.alerts.sender import AlertSender, DeliverySettings
+from core.alerts.watch import AlertWatch
 from core.automation.backup import Backups
 from core.automation.keys import KeyRotation
 from core.automation.records import ProcedureRecords
@@ -51,6 +56,7 @@ from core.store import Store
 from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
+from core.updates.checker import UpdateChecker, global_auto_update
 from core.webhooks.listener import WebhookListener
 from protocol.keys import PrivateKey
 from protocol.transport import CoreChannel
@@ -109,8 +115,24 @@ def build(
         if pool is not None and reconciler is not None
         else None
     )
+    updates = None
+    if pool is not None:  # image updates: the agents say what runs, the registries what is new
+        updates = UpdateChecker(config, store, records, pool, reconciler, events)
+    alerts, alert_watch = None, None
+    if pool is not None:  # a core that talks to no agent deploys nothing: nothing to alert
+        sender = AlertSender(
+            events,
+            DeliverySettings(
+                timeout=config.alert_timeout,
+                retries=config.alert_retries,
+                backoff=config.alert_backoff,
+                queue=config.alert_queue,
+            ),
+        )
+        alerts = Alerts(events, sender)
+        alert_watch = AlertWatch(config, store, alerts, syncs.load_applied)
     # Procedures and their schedules (core/automation): the executions done with the parts
-    # above; image updates come from core/updates when it is in this build.
+    # above (GlobalAutoUpdate: the image update check of core/updates).
     backups = Backups(store.path, Path(config.data_dir), config.max_backups, events)
     procedure_records = ProcedureRecords(store)
     keys = KeyRotation(store, procedure_records, pool, events) if pool is not None else None
@@ -123,7 +145,9 @@ def build(
         reconciler,
         pool,
         backup=backups.backup,
-        global_auto_update=no_global_auto_update,
+        global_auto_update=(
+            partial(global_auto_update, updates) if updates is not None else no_global_auto_update
+        ),
         **({"rotate_keys": keys.rotate_all} if keys is not None else {}),
     )
     procedures = ProcedureRunner(store, procedure_records, events, steps)
@@ -148,6 +172,9 @@ def build(
         deployer=deployer,
         reconciler=reconciler,
         drift=drift,
+        updates=updates,
+        alerts=alerts,
+        alert_watch=alert_watch,
         procedures=procedures,
         scheduler=scheduler,
         keys=keys,
@@ -166,6 +193,9 @@ async def run(
             )
         await tg.start(core.runner.tasks.run)
         await tg.start(core.webhooks.run)
+        if core.alerts is not None and core.alert_watch is not None:  # before what raises them
+            await tg.start(core.alerts.sender.run)
+            await tg.start(core.alert_watch.run)
         if core.procedures is not None:
             await tg.start(core.procedures.run)
         if core.pool is not None and core.reconciler is not None and core.deployer is not None:
@@ -203,6 +233,8 @@ async def run(
             await tg.start(core.drift.run)
             await tg.start(core.pool.run)
             await tg.start(core.reconciler.run)
+        if core.updates is not None:  # image updates, every image_poll_interval
+            await tg.start(core.updates.run)
         await core.refresh_servers()
         if core.pool is not None:
             pool = core.pool

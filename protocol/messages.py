@@ -237,6 +237,11 @@ class ComposeUp(_Command, frozen=True, tag="compose_up"):
     extra_args: list[str] = []
     destroy_before_deploy: bool = False
     networks: list[str] = []  # overlay networks to make when a file declares them external
+    # An image update (Komodo's auto_update): only these services are pulled and brought up
+    # (``pull -- SVC…``, ``up -d -- SVC…``; [] : all of them), and ``pull`` pulls even without
+    # ``auto_pull`` and fails the deploy when the pull fails.
+    services: list[str] = []
+    pull: bool = False
 
 
 class SwarmDeploy(_Command, frozen=True, tag="swarm_deploy"):
@@ -257,6 +262,9 @@ class SwarmDeploy(_Command, frozen=True, tag="swarm_deploy"):
     destroy_before_deploy: bool = False
     registry_auth: bool = False  # logged in for this stack: --with-registry-auth
     networks: list[str] = []  # overlay networks to make when a file declares them external
+    # An image update of only these services: ``docker service update --image REF`` each (the
+    # engine resolves the tag's current digest), not ``docker stack deploy``; [] : the stack.
+    services: list[str] = []
 
 
 class ComposeDown(_Command, frozen=True, tag="compose_down"):
@@ -295,6 +303,15 @@ class WatchDocker(_Command, frozen=True, tag="watch_docker"):
     types: list[str] = msgspec.field(default_factory=lambda: ["container", "service", "node"])
 
 
+class ImageDigests(_Command, frozen=True, tag="image_digests"):
+    """The image each service of a stack or project runs and its digests: a Compose container's
+    image's ``RepoDigests``, a Swarm service's spec digest (what Komodo compares with the
+    registry's digest of the tag to tell that an update is available)."""
+
+    mode: DeployMode
+    name: str
+
+
 class HealthReport(msgspec.Struct, frozen=True, tag_field="t", tag="health"):
     version: str
     protocol: int
@@ -327,6 +344,17 @@ class HealthVerdict(msgspec.Struct, frozen=True):
 
 class HealthGateReport(msgspec.Struct, frozen=True, tag_field="t", tag="health_gate"):
     services: list[HealthVerdict] = []
+    exists: bool = True  # False: nothing of the stack runs
+
+
+class ServiceImage(msgspec.Struct, frozen=True):
+    service: str
+    image: str  # the reference it was deployed from ("name:tag"; "" when unknown)
+    digests: list[str] = []  # "repo@sha256:…" of what runs ([] : none known, e.g. a local build)
+
+
+class ImageDigestsReport(msgspec.Struct, frozen=True, tag_field="t", tag="image_digests"):
+    services: list[ServiceImage] = []
     exists: bool = True  # False: nothing of the stack runs
 
 
@@ -563,6 +591,7 @@ Command = (
     | SecretList
     | SecretCreate
     | SecretRemove
+    | ImageDigests
     | StackControl
     | RotateKey
 )
@@ -575,5 +604,6 @@ ResultValue = (
     | SwarmReport
     | SecretListReport
     | SecretReport
+    | ImageDigestsReport
     | KeyReport
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core.api import monitoring, procedures, runs, servers, stacks, syncs
+from core.api import monitoring, procedures, runs, servers, stacks, syncs, updates
 from core.api.http import auth, errors
 from core.api.state import CORE
 from core.parts import Core
@@ -21,6 +21,6 @@ def build_app(core: Core) -> web.Application:
     if core.pool is not None:
         app.router.add_get("/ws/periphery", core.pool.handle_dial_in)
     core.webhooks.setup(app)
-    for area in (monitoring, syncs, stacks, runs, servers, procedures):
+    for area in (monitoring, syncs, stacks, runs, servers, procedures, updates):
         area.routes(app.router)
     return app

@@ -88,6 +88,7 @@ async def list_stacks(request: web.Request) -> web.Response:
             res.sync,
         )
         view["desired"]["commit"] = desired.get(name, "")
+        view["images"] = core.updates.view(name) if core.updates is not None else None
         stacks.append(view)
     return json_response({"stacks": stacks})
 
@@ -113,6 +114,7 @@ async def stack_status(request: web.Request) -> web.Response:
             res.sync,
         )
         view["desired"]["commit"] = desired.get(name, "")
+        view["images"] = core.updates.view(name) if core.updates is not None else None
         body.update({k: v for k, v in view.items() if k not in ("name",)})
     return json_response(body, status)
 

@@ -2,9 +2,11 @@
 or one stack with its services as they run now.
 
 Without STACK: a line per stack: its tier, the commit it should run (DESIRED), its last deploy's
-result and commit (RECORDED), what the engine reported last (RUNNING), and, when it is not
-converged, why (exit 0). With STACK: the same, then its services now (exit 0 when healthy, 1
-when not), and for a failed deploy the step, the reason and the last output lines.
+result and commit (RECORDED), what the engine reported last (RUNNING), its images after the last
+update check (IMAGES: ``current``, ``update: SERVICE…``, ``check failed``, ``-`` before any), and,
+when it is not converged, why (exit 0). With STACK: the same, then its services now (exit 0 when
+healthy, 1 when not), each service's image and whether a newer one is in its registry, and for a
+failed deploy the step, the reason and the last output lines.
 """
 
 from __future__ import annotations
@@ -35,8 +37,20 @@ def _short(commit: str | None) -> str:
     return (commit or "")[:12] or "-"
 
 
+def _images(images: dict[str, Any] | None) -> str:
+    """The IMAGES column: the last image update check in a word or two."""
+    if not images:
+        return "-"
+    newer = [s["service"] for s in images.get("services", []) if s.get("update_available")]
+    if newer:
+        return "update: " + ",".join(newer)
+    if images.get("error") or any(s.get("error") for s in images.get("services", [])):
+        return "check failed"
+    return "current"
+
+
 def _rows(stacks: list[dict[str, Any]], c: dict[str, str]) -> list[str]:
-    head = ("STACK", "TIER", "DESIRED", "RECORDED", "RUNNING", "")
+    head = ("STACK", "TIER", "DESIRED", "RECORDED", "RUNNING", "IMAGES", "")
     rows = []
     for s in stacks:
         last = s.get("recorded") or {}
@@ -45,7 +59,15 @@ def _rows(stacks: list[dict[str, Any]], c: dict[str, str]) -> list[str]:
         engine = (s.get("engine") or {}).get("state", "unknown")
         why = "converged" if s.get("converged") else "; ".join(s.get("reasons") or [])
         rows.append(
-            (s["name"], s.get("tier") or "-", _short(s["desired"]["commit"]), recorded, engine, why)
+            (
+                s["name"],
+                s.get("tier") or "-",
+                _short(s["desired"]["commit"]),
+                recorded,
+                engine,
+                _images(s.get("images")),
+                why,
+            )
         )
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head[:-1])]
 
@@ -100,6 +122,17 @@ def run(args: argparse.Namespace) -> int:
                     print(f"    | {text}")
         for service in one.get("services", []):
             print(f"  {service['service']:<32} {service['state']:<8} {service['detail']}")
+        images = one.get("images") or {}
+        if images.get("error"):
+            print(f"  images: {c['yellow']}not checked: {images['error']}{c['reset']}")
+        for image in images.get("services", []):
+            if image.get("update_available"):
+                state = f"{c['yellow']}newer image {image['latest'][7:19]}{c['reset']}"
+            elif image.get("error") or image.get("skipped"):
+                state = image.get("error") or f"skipped: {image['skipped']}"
+            else:
+                state = "current"
+            print(f"  image {image['service']:<26} {image['image']}  {state}")
         return 0 if healthy else 1
 
     return run_with_client(args, "status", body)

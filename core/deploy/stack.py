@@ -85,6 +85,10 @@ class StackJob:
     post_deploy_timeout: float = DEFAULT_PRE_DEPLOY_TIMEOUT
     networks: tuple[str, ...] = ()  # overlay networks the core may make (external_networks)
     external_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # An image update (core/updates): pull first, whatever auto_pull says, and bring up only
+    # these services (() : all of them).
+    pull: bool = False
+    services: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -188,6 +192,7 @@ def deploy_command(job: StackJob, env_file: str, fence: Fence | None = None) -> 
             destroy_before_deploy=job.destroy_before_deploy,
             registry_auth=job.registry is not None,
             networks=list(job.networks),
+            services=list(job.services),
         )
     return ComposeUp(
         project=job.docker_name,
@@ -203,6 +208,8 @@ def deploy_command(job: StackJob, env_file: str, fence: Fence | None = None) -> 
         extra_args=list(job.extra_args),
         destroy_before_deploy=job.destroy_before_deploy,
         networks=list(job.networks),
+        services=list(job.services),
+        pull=job.pull,
     )
 
 

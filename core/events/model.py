@@ -39,6 +39,12 @@ class Kind(enum.StrEnum):
     PERIPHERY_CONNECTED = "periphery.connected"
     PERIPHERY_LOST = "periphery.lost"
     INTENT_RECORDED = "intent.recorded"
+    UPDATE_CHECKED = "update.checked"
+    UPDATE_AVAILABLE = "update.available"
+    UPDATE_REDEPLOY = "update.redeploy"
+    ALERT_RAISED = "alert.raised"
+    ALERT_SENT = "alert.sent"
+    ALERT_FAILED = "alert.failed"
     PROCEDURE_STARTED = "procedure.started"
     PROCEDURE_STAGE = "procedure.stage"
     PROCEDURE_STEP = "procedure.step"
@@ -197,6 +203,70 @@ class IntentRecorded(msgspec.Struct, frozen=True):
     runs: dict[str, int]
 
 
+class ServiceImageState(msgspec.Struct, frozen=True):
+    """One service's image after an update check (core/updates)."""
+
+    service: str
+    image: str
+    current: list[str] = []  # sha256:… of what runs
+    latest: str = ""  # sha256:… the registry has for the tag now ("" : not known)
+    update_available: bool = False
+    skipped: str = ""  # why it was not looked up (pinned to a digest, auto_update_skip_services)
+    error: str = ""
+
+
+class UpdateChecked(msgspec.Struct, frozen=True):
+    """A stack's images compared with their registries (``poll_for_updates``)."""
+
+    stack: str
+    services: list[ServiceImageState]
+    error: str = ""  # the stack could not be checked at all
+
+
+class UpdateAvailable(msgspec.Struct, frozen=True):
+    """A service's tag points at a newer image than the one it runs (once per newer digest)."""
+
+    stack: str
+    service: str
+    image: str
+    latest: str
+    current: list[str]
+    redeploy: bool  # auto_update redeploys the stack for it
+
+
+class UpdateRedeploy(msgspec.Struct, frozen=True):
+    """``auto_update``: a deploy that pulls the newer images (``services`` [] : the stack)."""
+
+    stack: str
+    services: list[str]
+    images: list[str]
+    run: int
+
+
+class AlertRaised(msgspec.Struct, frozen=True):
+    """An alert (core/alerts): Komodo's alert type and level, its target, its text, and the
+    alerters it goes to (after their filters and maintenance windows)."""
+
+    type: str  # StackStateChange, ServerUnreachable, StackImageUpdateAvailable, ...
+    level: str  # OK | WARNING | CRITICAL
+    target: str  # "stack:web", "server:nas", "procedure:nightly"
+    text: str
+    alerters: list[str]
+    resolved: bool = True
+
+
+class AlertDelivery(msgspec.Struct, frozen=True):
+    """An alerter took an alert (``alert.sent``) or did not after every attempt
+    (``alert.failed``, with the last reason; never the endpoint's URL)."""
+
+    alerter: str
+    type: str
+    target: str
+    attempts: int
+    error: str = ""
+    seconds: float = 0.0
+
+
 class ProcedureStarted(msgspec.Struct, frozen=True):
     run: int
     procedure: str
@@ -300,6 +370,11 @@ Payload = (
     | PeripheryConnected
     | PeripheryLost
     | IntentRecorded
+    | UpdateChecked
+    | UpdateAvailable
+    | UpdateRedeploy
+    | AlertRaised
+    | AlertDelivery
     | ProcedureStarted
     | ProcedureStage
     | ProcedureStep

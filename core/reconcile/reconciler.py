@@ -40,7 +40,7 @@ import anyio.abc
 import anyio.to_thread
 import msgspec
 
-from core.deploy.deployer import DeployRef, RunContext, StackDeployer, durably
+from core.deploy.deployer import DeployRef, Prepared, RunContext, StackDeployer, durably
 from core.deploy.jobs import JobError
 from core.deploy.schedule import DEFAULT_PARALLEL, StackFailed, StackOutcome, Status, run_graph
 from core.events.bus import EventBus
@@ -50,6 +50,7 @@ from core.reconcile.convergence import Verdict, due
 from core.reconcile.desired import DesiredState
 from core.store.deploys import DeployRecords
 from core.store.intents import IntentLog
+from core.updates.redeploy import update_job
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ SOURCES = (
     "startup",
     "reconcile",
     "bootstrap",
+    "update",
     "procedure",
 )
 STOP_WRITE = 5.0  # how long closing records may take while the core stops
@@ -81,6 +83,10 @@ class Intent(msgspec.Struct, frozen=True):
     source: str
     reason: str = ""
     pins: dict[str, str] = msgspec.field(default_factory=dict)  # stack -> commit to deploy
+    # An image update (core/updates): stack -> the services whose newer images to pull and
+    # bring up ([] : all). Such a deploy pulls first; only those services when every intent the
+    # run carries for the stack says so and the stack runs its desired spec (else all).
+    pull: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 
 class Admission(msgspec.Struct, frozen=True):
@@ -105,6 +111,8 @@ class _Run:
     results: dict[str, str] = field(default_factory=dict)  # per stack: healthy, failed...
     # per stack, once its deploy started: the desired-state generation it was prepared at
     generation: dict[str, int] = field(default_factory=dict)
+    pulls: dict[str, frozenset[str] | None] = field(default_factory=dict)  # None: all services
+    full: set[str] = field(default_factory=set)  # asked for by an intent that is no update
 
     def event(self, stack: str) -> anyio.Event:
         return self.ended.setdefault(stack, anyio.Event())
@@ -218,6 +226,8 @@ class Reconciler:
                 and current is not None
                 and current.generation.get(s) == self._generation
                 and intent.pins.get(s, current.pins.get(s, "")) == current.pins.get(s, "")
+                and s not in intent.pull  # a deploy that started without pulling brings no update
+                and (current.pulls.get(s) is None or s in current.full)  # nor one of some services
             ):
                 joining[s] = current  # its deploy brings what is asked: carried by it
         fresh = [s for s in stacks if self._slot(s).pending is None and s not in joining]
@@ -242,6 +252,11 @@ class Reconciler:
                 carrier.intents.append(intent_id)
             if s in intent.pins:
                 carrier.pins[s] = intent.pins[s]  # the newest intent's commit wins
+            if s in intent.pull:
+                had, wanted = carrier.pulls.get(s, frozenset()), intent.pull[s]
+                carrier.pulls[s] = None if had is None or not wanted else had | set(wanted)
+            else:
+                carrier.full.add(s)
             carriers[s] = carrier.id
         return carriers, created
 
@@ -470,6 +485,8 @@ class Reconciler:
                     ),
                 )
                 raise StackFailed(str(exc)) from exc
+            if name in run.pulls:
+                prepared = await self._pulling(run, name, prepared)
             try:
                 await self.deployer.deploy(ref, prepared, ctx)
             except StackFailed:
@@ -482,6 +499,18 @@ class Reconciler:
             slot.running = None
             idle, slot.idle = slot.idle, anyio.Event()
             idle.set()
+
+    async def _pulling(self, run: _Run, name: str, prepared: Prepared) -> Prepared:
+        """An image update's deploy: pulls, and only the services asked for when that is safe."""
+        wanted = run.pulls[name]
+        services = frozenset() if wanted is None or name in run.full else wanted
+        last = None
+        if services:
+            try:
+                last = await anyio.to_thread.run_sync(self.records.last_finished, name)
+            except StoreError as exc:
+                log.warning("run %s: %s: the whole stack is updated: %s", run.id, name, exc)
+        return update_job(prepared, services, last)
 
     async def _finished(self, run: _Run, outcome: StackOutcome) -> None:
         if outcome.status is Status.SKIPPED:

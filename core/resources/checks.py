@@ -21,20 +21,27 @@ from core.automation.patterns import matching as select
 from core.automation.schedule import ScheduleError
 from core.automation.schedule import parse as parse_schedule
 from core.dependency_graph import describe, is_barrier, stack_graph
+from core.resources import schema as S
 from core.resources.gcpause import gc_paused
 from core.resources.models import (
+    AlerterConfig,
     Finding,
+    MaintenanceWindow,
     ProcedureConfig,
     RepoConfig,
     Resource,
     ResourceSet,
     ResourceSyncConfig,
+    ServerConfig,
     Severity,
     StackConfig,
     SwarmConfig,
 )
 from core.resources.suggest import closest, did_you_mean
 from core.resources.variables import references
+from core.resources.windows import problems
+
+ALERT_TYPES: Final = S.ALERT_TYPES_KOMODO | set(S.ALERT_TYPES_RAISED)
 
 DOCKER_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 DOCKER_NAME_RULE: Final = (
@@ -98,6 +105,12 @@ def _check(rs: ResourceSet, known: Known | None) -> ResourceSet:
             refs.check(rs, res, ("config", "linked_repo"), "repo", linked)
         elif res.kind == "procedure":
             _check_procedure(rs, res)
+        elif res.kind == "alerter":
+            _check_alerter(rs, res, names)
+            url = res.typed_config(AlerterConfig).endpoint.params.get("url", "")
+            uses.collect(rs, res, [("endpoint.params.url", url)])
+        elif res.kind == "server":
+            _check_windows(rs, res, res.typed_config(ServerConfig).maintenance_windows)
     refs.report(rs)
     uses.report(rs, names["variable"], missing, known is not None)
     _check_cycles(rs)
@@ -252,6 +265,93 @@ def _check_stack(
             ("file_contents", cfg.file_contents),
         ],
     )
+
+
+TARGET_KINDS: Final = {
+    "Stack": "stack",
+    "Server": "server",
+    "Swarm": "swarm",
+    "Repo": "repo",
+    "Procedure": "procedure",
+    "ResourceSync": "resource_sync",
+    "Alerter": "alerter",
+}
+
+
+def _check_alerter(rs: ResourceSet, res: Resource, names: dict[str, set[str]]) -> None:
+    """An ``[[alerter]]``: what it sends, to where, for what (Komodo's ``AlerterConfig``)."""
+    cfg = res.typed_config(AlerterConfig)
+    who = f'alerter "{res.name}"'
+    if not cfg.enabled:
+        rs.finding(
+            "warning",
+            res.source,
+            ("config",),
+            f"{who}: enabled is not true (Komodo's default is false): it sends nothing; add"
+            " enabled = true",
+            "disabled",
+        )
+    kind = cfg.endpoint.type
+    if kind != "Pushover" and not cfg.endpoint.params.get("url") and res.key not in rs.faulty:
+        default = S.ALERTER_DEFAULT_URLS.get(kind)
+        rs.finding(
+            "warning",
+            res.source,
+            ("config", "endpoint"),
+            f"{who}: endpoint.params.url is not set: "
+            + (f"it sends to Komodo's default {default}" if default else "it sends nothing")
+            + '; set url = "..." (a [[VARIABLE]] keeps a webhook\'s token out of the file)',
+            "url",
+        )
+    for i, name in enumerate(cfg.alert_types):
+        where = ("config", "alert_types", i)
+        if name not in ALERT_TYPES:
+            rs.finding(
+                "error",
+                res.source,
+                where,
+                f"{who}: alert type {name!r} is not one of Komodo's"
+                f"{did_you_mean(name, ALERT_TYPES)}; fix the name",
+                "alert_type",
+            )
+        elif name not in S.ALERT_TYPES_RAISED:
+            rs.finding(
+                "warning",
+                res.source,
+                where,
+                f"{who}: alert type {name!r} is never raised by stackward (it raises "
+                + ", ".join(S.ALERT_TYPES_RAISED)
+                + ")",
+                "inert",
+            )
+    for key in ("resources", "except_resources"):
+        for i, target in enumerate(getattr(cfg, key)):
+            kind_name = TARGET_KINDS.get(target.type)
+            if kind_name is None:
+                continue  # a Deployment, Build...: stackward has none, so none ever matches
+            known = names.get(kind_name) or {n for k, n in rs.resources if k == kind_name}
+            if target.id not in known:
+                rs.finding(
+                    "warning",
+                    res.source,
+                    ("config", key, i),
+                    f"{who}: {key} names {target.type} {target.id!r}, which is not defined"
+                    f" here{did_you_mean(target.id, known)}",
+                    "reference",
+                )
+    _check_windows(rs, res, cfg.maintenance_windows)
+
+
+def _check_windows(rs: ResourceSet, res: Resource, windows: list[MaintenanceWindow]) -> None:
+    for i, window in enumerate(windows):
+        for problem in problems(window):
+            rs.finding(
+                "error",
+                res.source,
+                ("config", "maintenance_windows", i),
+                f'{res.kind} "{res.name}": maintenance_windows[{i}]: {problem}',
+                "window",
+            )
 
 
 def _escapes(path: str) -> bool:

@@ -481,6 +481,10 @@ class _Loader:
             return self.check_windows(value, path)
         elif code == S.STAGES:
             return self.check_stages(value, path)
+        elif code == S.ENDPOINT:
+            return self.check_endpoint(value, path)
+        elif code == S.TARGETS:
+            return self.check_targets(value, path)
         self.wrong_type(path, code, value)
         return False, None
 
@@ -628,6 +632,66 @@ class _Loader:
         return True, [
             self.check_table(w, (*path, i), S.MAINTENANCE_WINDOW_KEYS) for i, w in enumerate(value)
         ]
+
+    def check_endpoint(self, value: Any, path: KeyPath) -> tuple[bool, Any]:
+        """Komodo's ``AlerterEndpoint`` (``#[serde(tag = "type", content = "params")]``): a
+        ``type`` it knows, its ``params`` a table (``url``; ``email`` for Ntfy)."""
+        if not isinstance(value, dict):
+            self.wrong_type(path, S.ENDPOINT, value)
+            return False, None
+        out: dict[str, Any] = {}
+        kind = value.get("type")
+        if kind is None:
+            self.rejected(
+                path,
+                "an endpoint without a type",
+                'add type = "Ntfy" (or "Discord", "Slack", "Custom")',
+            )
+            return False, None
+        if not isinstance(kind, str) or kind not in S.ENDPOINT_TYPES:
+            self.rejected(
+                (*path, "type"),
+                f"endpoint type {kind!r}{did_you_mean(str(kind), S.ENDPOINT_TYPES)}",
+                "use one of " + ", ".join(S.ENDPOINT_TYPES),
+            )
+            return False, None
+        out["type"] = kind
+        for key, item in value.items():
+            sub = (*path, key)
+            if key == "type":
+                continue
+            if key != "params":
+                self.warn(sub, f'{_dotted(path)}: unknown key "{key}"; it is ignored')
+                continue
+            if not isinstance(item, dict):
+                self.wrong_type(sub, S.TABLE, item)
+                continue
+            out["params"] = self.check_table(item, sub, S.ENDPOINT_PARAM_KEYS)
+        return True, out
+
+    def check_targets(self, value: Any, path: KeyPath) -> tuple[bool, Any]:
+        """Komodo's ``ResourceTarget`` list: ``[{type = "Stack", id = "web"}, ...]``."""
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.wrong_type(path, S.TARGETS, value)
+            return False, None
+        out = []
+        for i, item in enumerate(value):
+            sub = (*path, i)
+            t = self.check_table(item, sub, S.TARGET_KEYS)
+            if "type" not in t or "id" not in t:
+                self.rejected(
+                    sub, "a target without type or id", 'write {type = "Stack", id = "NAME"}'
+                )
+                continue
+            if t["type"] not in S.TARGET_TYPES:
+                self.rejected(
+                    sub,
+                    f"target type {t['type']!r}{did_you_mean(t['type'], S.TARGET_TYPES)}",
+                    "use one of " + ", ".join(S.TARGET_TYPES),
+                )
+                continue
+            out.append(t)
+        return True, out
 
     def check_stages(self, value: Any, path: KeyPath) -> tuple[bool, Any]:
         """Komodo's ``ProcedureStage`` (``name`` required, ``execution`` an alias of

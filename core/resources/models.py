@@ -273,6 +273,32 @@ class ProcedureConfig(msgspec.Struct):
     webhook_secret: str = ""
 
 
+class AlerterEndpoint(msgspec.Struct):
+    """Komodo's ``AlerterEndpoint``: ``{type = "Discord", params = {url = "..."}}`` (``Ntfy``
+    takes ``email`` too)."""
+
+    type: str = "Custom"
+    params: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class ResourceTarget(msgspec.Struct):
+    """Komodo's ``ResourceTarget``: ``{type = "Stack", id = "web"}`` (the id is the name)."""
+
+    type: str
+    id: str
+
+
+class AlerterConfig(msgspec.Struct):
+    """Komodo's ``AlerterConfig`` (``enabled`` is false unless written, as in Komodo)."""
+
+    enabled: bool = False
+    endpoint: AlerterEndpoint = msgspec.field(default_factory=AlerterEndpoint)
+    alert_types: list[str] = msgspec.field(default_factory=list)
+    resources: list[ResourceTarget] = msgspec.field(default_factory=list)
+    except_resources: list[ResourceTarget] = msgspec.field(default_factory=list)
+    maintenance_windows: list[MaintenanceWindow] = msgspec.field(default_factory=list)
+
+
 class VariableConfig(msgspec.Struct):
     value: str = ""
     is_secret: bool = False
@@ -286,6 +312,7 @@ AnyConfig = (
     | ResourceSyncConfig
     | ProcedureConfig
     | VariableConfig
+    | AlerterConfig
 )
 
 CONFIG_TYPES: dict[str, type[Any]] = {
@@ -296,6 +323,7 @@ CONFIG_TYPES: dict[str, type[Any]] = {
     "resource_sync": ResourceSyncConfig,
     "procedure": ProcedureConfig,
     "variable": VariableConfig,
+    "alerter": AlerterConfig,
 }
 
 

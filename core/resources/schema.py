@@ -32,6 +32,8 @@ DURATION: Final = "duration"  # seconds (int) or "90s" / "5m" / "1h"
 STAGES: Final = "stages"
 TABLE_LIST: Final = "list[table]"
 WINDOWS: Final = "windows"  # maintenance windows
+ENDPOINT: Final = "endpoint"  # an alerter's {type, params}
+TARGETS: Final = "targets"  # an array of {type, id} (Komodo's ResourceTarget)
 TABLE: Final = "table"
 ANY: Final = "any"
 
@@ -51,6 +53,8 @@ TYPE_WORDS: Final[dict[str, str]] = {
     STAGES: "an array of tables {name, enabled, executions}",
     TABLE_LIST: "an array of tables",
     WINDOWS: "an array of tables {name, schedule_type, day_of_week, date, hour, minute, ...}",
+    ENDPOINT: 'a table {type = "Ntfy" | "Discord" | "Slack" | "Custom", params = {url = "..."}}',
+    TARGETS: 'an array of tables {type = "Stack", id = "NAME"}',
     TABLE: "a table",
     ANY: "any value",
 }
@@ -63,10 +67,11 @@ SUPPORTED_KINDS: Final = (
     "resource_sync",
     "variable",
     "procedure",
+    "alerter",
 )
 # Komodo tables stackward reads past with a warning.
 UNSUPPORTED_KINDS: Final = frozenset(
-    {"build", "builder", "action", "alerter", "user_group", "deployment", "server_template"}
+    {"build", "builder", "action", "user_group", "deployment", "server_template"}
 )
 TOP_LEVEL_KEYS: Final = frozenset({*SUPPORTED_KINDS, *UNSUPPORTED_KINDS, "tiers"})
 # Komodo's ResourcesToml takes the plural as well (``stacks``, ``servers``...): one canonical.
@@ -100,6 +105,7 @@ ENTRY_KEYS: Final[dict[str, dict[str, str]]] = {
     "repo": {**_COMMON_ENTRY, "after": STRLIST_STRICT},
     "resource_sync": {**_COMMON_ENTRY},
     "procedure": {**_COMMON_ENTRY},
+    "alerter": {**_COMMON_ENTRY},
     "stack": {
         **_COMMON_ENTRY,
         "deploy": BOOL,
@@ -233,6 +239,14 @@ CONFIG_KEYS: Final[dict[str, dict[str, str]]] = {
         "webhook_secret": STR,
     },
     "variable": {},
+    "alerter": {
+        "enabled": BOOL,
+        "endpoint": ENDPOINT,
+        "alert_types": STRLIST_STRICT,
+        "resources": TARGETS,
+        "except_resources": TARGETS,
+        "maintenance_windows": WINDOWS,
+    },
 }
 
 # Komodo's alternative spellings -> the canonical key.
@@ -261,6 +275,64 @@ CONFIG_FILE_REQUIRES: Final = {
     "Redeploy": "Redeploy",
     "redeploy": "Redeploy",
 }
+ENDPOINT_TYPES: Final = ("Ntfy", "Discord", "Slack", "Custom", "Pushover")  # Komodo's
+TARGET_TYPES: Final = (  # Komodo's ResourceTarget variants
+    "System",
+    "Swarm",
+    "Server",
+    "Stack",
+    "Deployment",
+    "Build",
+    "Repo",
+    "Procedure",
+    "Action",
+    "Builder",
+    "Alerter",
+    "ResourceSync",
+)
+ENDPOINT_PARAM_KEYS: Final = {"url": STR, "email": STR}
+ALERTER_DEFAULT_URLS: Final = {  # Komodo's, when url is not written (Slack's, Discord's: dummies)
+    "Custom": "http://localhost:7000",
+    "Ntfy": "http://localhost:8080/komodo",
+}
+ALERT_TYPES_RAISED: Final = (  # the alert types stackward raises (core/alerts/model.py: when)
+    "StackDeployFailed",
+    "StackStateChange",
+    "StackDrift",
+    "ServerUnreachable",
+    "StackImageUpdateAvailable",
+    "StackAutoUpdated",
+    "ProcedureFailed",
+    "ScheduleRun",
+    "ScheduleMissed",
+)
+ALERT_TYPES_KOMODO: Final = frozenset(  # Komodo's AlertDataVariant names
+    {
+        "None",
+        "Test",
+        "SwarmUnhealthy",
+        "ServerUnreachable",
+        "ServerCpu",
+        "ServerMem",
+        "ServerDisk",
+        "ServerVersionMismatch",
+        "ContainerStateChange",
+        "DeploymentImageUpdateAvailable",
+        "DeploymentAutoUpdated",
+        "StackStateChange",
+        "StackImageUpdateAvailable",
+        "StackAutoUpdated",
+        "AwsBuilderTerminationFailed",
+        "ResourceSyncPendingUpdates",
+        "BuildFailed",
+        "RepoBuildFailed",
+        "ProcedureFailed",
+        "ActionFailed",
+        "ScheduleRun",
+        "Custom",
+    }
+)
+TARGET_KEYS: Final = {"type": STR, "id": STR}
 MAINTENANCE_WINDOW_KEYS: Final = {
     "name": STR,
     "description": STR,

@@ -41,7 +41,7 @@ TRUE: Final = "true"
 FALSE: Final = "false"
 ANY: Final = "any"
 
-_LATER = "not in stackward yet (planned)"
+_NO_STATS = "stackward collects no server stats, so no ServerCpu, ServerMem or ServerDisk alerts"
 
 
 class Inert(msgspec.Struct, frozen=True):
@@ -73,30 +73,23 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("stack.compose_cmd_wrapper", SET, "is ignored: the compose command runs unwrapped"),
     Inert("stack.compose_cmd_wrapper_include", SET, "is ignored: the compose command runs unwrapped"),  # noqa: E501
     Inert("stack.clone_path", SET, "is ignored: the files are exported into the agent's data directory"),  # noqa: E501
-    Inert("stack.poll_for_updates", TRUE, f"is ignored: nothing checks for newer images; image updates are {_LATER}", deploy=False),  # noqa: E501
-    Inert("stack.auto_update", TRUE, f"is ignored: newer images are not deployed on their own; image updates are {_LATER}", deploy=False),  # noqa: E501
-    Inert("stack.auto_update_all_services", TRUE, f"is ignored: image updates are {_LATER}", deploy=False),  # noqa: E501
-    Inert("stack.auto_update_skip_services", SET, f"is ignored: image updates are {_LATER}", deploy=False),  # noqa: E501
-    Inert("stack.send_alerts", TRUE, f"is ignored: no alerts are sent (state changes are in stackward events); alerters are {_LATER}", deploy=False),  # noqa: E501
     Inert("server.enabled", FALSE, "is ignored: a disabled server is still connected to and deployed on"),  # noqa: E501
     Inert("server.passkey", ANY, "is ignored: agents authenticate with stackward's keys (stackward keys)", deploy=False),  # noqa: E501
     Inert("server.insecure_tls", ANY, "is ignored: the agent channel is sealed with stackward's keys, not TLS", deploy=False),  # noqa: E501
     Inert("server.ignore_mounts", ANY, "is ignored: stackward collects no server stats", deploy=False),  # noqa: E501
     Inert("server.stats_monitoring", TRUE, "is ignored: stackward collects no server stats", deploy=False),  # noqa: E501
-    Inert("server.send_unreachable_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.send_cpu_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.send_mem_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.send_disk_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.send_version_mismatch_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.cpu_warning", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.cpu_critical", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.mem_warning", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.mem_critical", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.disk_warning", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.disk_critical", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("server.maintenance_windows", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("swarm.send_unhealthy_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("swarm.maintenance_windows", ANY, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
+    Inert("server.send_cpu_alerts", TRUE, f"is ignored: {_NO_STATS}", deploy=False),
+    Inert("server.send_mem_alerts", TRUE, f"is ignored: {_NO_STATS}", deploy=False),
+    Inert("server.send_disk_alerts", TRUE, f"is ignored: {_NO_STATS}", deploy=False),
+    Inert("server.send_version_mismatch_alerts", TRUE, "is ignored: no ServerVersionMismatch alerts are sent", deploy=False),  # noqa: E501
+    Inert("server.cpu_warning", ANY, f"is ignored: {_NO_STATS}", deploy=False),
+    Inert("server.cpu_critical", ANY, f"is ignored: {_NO_STATS}", deploy=False),
+    Inert("server.mem_warning", ANY, f"is ignored: {_NO_STATS}", deploy=False),
+    Inert("server.mem_critical", ANY, f"is ignored: {_NO_STATS}", deploy=False),
+    Inert("server.disk_warning", ANY, f"is ignored: {_NO_STATS}", deploy=False),
+    Inert("server.disk_critical", ANY, f"is ignored: {_NO_STATS}", deploy=False),
+    Inert("swarm.send_unhealthy_alerts", TRUE, "is ignored: no SwarmUnhealthy alerts are sent (a stack's health is: StackStateChange)", deploy=False),  # noqa: E501
+    Inert("swarm.maintenance_windows", ANY, "is ignored: no SwarmUnhealthy alerts are sent, so none is held", deploy=False),  # noqa: E501
     Inert("repo.git_account", SET, "is used when the stacks that link the repo deploy, not yet when a webhook or the poll moves the repo's own clone (a private one fails to pull then)", deploy=False),  # noqa: E501
     Inert("repo.builder", SET, "is ignored: stackward builds nothing", deploy=False),
     Inert("repo.on_clone", SET, "never runs: nothing is run after the clone", deploy=False),
@@ -107,7 +100,8 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("resource_sync.git_account", SET, "is ignored: the repository is fetched without credentials (a private one fails)", deploy=False),  # noqa: E501
     Inert("resource_sync.file_contents", SET, "is ignored: a sync reads only the files in resource_path", deploy=False),  # noqa: E501
     Inert("resource_sync.include_user_groups", TRUE, "is ignored: stackward has no user groups", deploy=False),  # noqa: E501
-    Inert("resource_sync.pending_alert", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
+    Inert("resource_sync.pending_alert", TRUE, "is ignored: no ResourceSyncPendingUpdates alerts are sent (a plan says what is pending)", deploy=False),  # noqa: E501
+    Inert("alerter.endpoint.type", SET, "is ignored: Pushover endpoints are not sent by stackward (use Ntfy, Discord, Slack or Custom)", deploy=False, pattern="^Pushover$"),  # noqa: E501
 )
 # fmt: on
 

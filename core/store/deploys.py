@@ -362,6 +362,17 @@ class DeployRecords:
             rows = db.execute("SELECT DISTINCT stack FROM deploys WHERE status = 'healthy'")
             return {str(r[0]) for r in rows.fetchall()}
 
+    def last_finished(self, stack: str) -> tuple[str, str, str] | None:
+        """The newest deploy of ``stack`` that ended: ``(status, spec, commit)``."""
+        with self.store.read() as db:
+            row = db.execute(
+                "SELECT status, COALESCE(spec, ''), COALESCE(commit_id, '') FROM deploys"
+                " WHERE stack = ? AND status NOT IN ('pending', 'running') ORDER BY id DESC"
+                " LIMIT 1",
+                (stack,),
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+
     def last_deploy_of(self, stack: str) -> int | None:
         with self.store.read() as db:
             row = db.execute(

@@ -15,7 +15,7 @@ from periphery.exceptions import (
     PeripheryError,
 )
 from periphery.fences import FenceBook
-from periphery.ops import commands, compose, health, repo, stack_control, swarm, write
+from periphery.ops import commands, compose, health, images, repo, stack_control, swarm, write
 from periphery.ops.verdict import State, Verdict
 from periphery.paths import STATE, StackPaths, stack_paths
 from protocol.messages import (
@@ -29,6 +29,7 @@ from protocol.messages import (
     Fence,
     HealthGateReport,
     HealthVerdict,
+    ImageDigests,
     PreDeploy,
     RepoSync,
     ResultValue,
@@ -145,6 +146,8 @@ class DeployHandlers:
                     auto_pull=command.auto_pull,
                     destroy_before_deploy=command.destroy_before_deploy,
                     make_networks=command.networks,
+                    services=command.services,
+                    pull=command.pull,
                 )
             case SwarmDeploy():
                 await swarm.swarm_deploy(
@@ -159,6 +162,7 @@ class DeployHandlers:
                     registry_auth=command.registry_auth,
                     destroy_before_deploy=command.destroy_before_deploy,
                     make_networks=command.networks,
+                    services=command.services,
                 )
             case ComposeDown():
                 await compose.compose_down(command.project, emit)
@@ -197,6 +201,16 @@ class DeployHandlers:
         if verdicts is None:
             return Outcome(exit_code=0, value=HealthGateReport(exists=False))
         return Outcome(exit_code=0, value=_report(verdicts))
+
+    async def image_digests(self, command: ImageDigests) -> Outcome:
+        """The images the stack's services run, with their digests (no output)."""
+        try:
+            report = await images.image_digests(command.mode, command.name)
+        except TimeoutError:
+            return Outcome(error=ErrorInfo(ErrorCode.TIMEOUT, "the Docker engine did not answer"))
+        except Exception as exc:  # aiodocker and aiohttp raise many kinds
+            return Outcome(error=ErrorInfo(ErrorCode.FAILED, f"Docker API: {exc}"))
+        return Outcome(exit_code=0, value=report)
 
 
 def _report(verdicts: list[Verdict]) -> HealthGateReport:

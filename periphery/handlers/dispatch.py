@@ -21,6 +21,7 @@ from protocol.messages import (
     ErrorCode,
     ErrorInfo,
     Health,
+    ImageDigests,
     KeyReport,
     PreDeploy,
     RepoSync,
@@ -93,6 +94,8 @@ class Dispatcher:
                 return await self.deploy.handle(command, out)
             case StackState():
                 return await self.deploy.stack_state(command, out)
+            case ImageDigests():
+                return await self.deploy.image_digests(command)
             case SwarmInit() | SecretList() | SecretCreate() | SecretRemove():
                 from periphery.handlers import host  # deferred like the deploy operations
 

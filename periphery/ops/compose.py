@@ -1,9 +1,14 @@
 """A Compose stack's deploy, as Komodo's ``ComposeUp`` runs it (``api/compose.rs``), in the run
 directory:
 
-1. with ``auto_pull``: ``COMPOSE -p P -f FILE… [--env-file ENV…] pull``;
+1. with ``auto_pull``: ``COMPOSE -p P -f FILE… [--env-file ENV…] pull [-- SERVICE…]``;
 2. with ``destroy_before_deploy``: ``COMPOSE -p P down``;
-3. ``COMPOSE -p P -f FILE… [--env-file ENV…] up -d EXTRA_ARGS…``.
+3. ``COMPOSE -p P -f FILE… [--env-file ENV…] up -d EXTRA_ARGS… [-- SERVICE…]``.
+
+``SERVICE…`` are given for an image update of some services (Komodo's ``DeployStack`` with
+``services``, as ``auto_update`` sends it: ``api/write/stack.rs``); ``pull`` pulls them even
+without ``auto_pull``, and then a failed pull fails the deploy (an update that pulls nothing new
+deploys nothing new).
 
 ``COMPOSE`` is ``docker compose`` (v2), or ``docker-compose`` (v1) where only that exists; the
 env files are :func:`periphery.ops.envfile.env_files`, in Komodo's order. What v1 needs, each
@@ -72,8 +77,11 @@ def compose_plan(
     auto_pull: bool,
     destroy_before_deploy: bool,
     run_directory: Path,
+    services: Sequence[str] = (),
+    pull: bool = False,
 ) -> ComposePlan:
-    """The commands of a deploy (nothing runs); ``env_file`` is the written env file ("")."""
+    """The commands of a deploy (nothing runs); ``env_file`` is the written env file ("");
+    ``services``: only these (``--`` so that a name starting with ``-`` is no option)."""
     v1 = tuple(compose) == ("docker-compose",)
     ordered = env_files(env_file, additional_env_files)
     joined = v1 and len(ordered) > 1
@@ -84,7 +92,8 @@ def compose_plan(
     for path in files:
         base += ["-f", path]
     base += env_args
-    pull = Invocation("pull", [*base, "pull"], run_directory) if auto_pull else None
+    only = ["--", *services] if services else []
+    pulling = Invocation("pull", [*base, "pull", *only], run_directory)
     down = None
     if destroy_before_deploy:
         down = (
@@ -92,8 +101,8 @@ def compose_plan(
             if v1
             else Invocation("down", [*compose, "-p", project, "down"], None)
         )
-    up = Invocation("up", [*base, "up", "-d", *split_extra_args(extra_args)], run_directory)
-    return ComposePlan(pull, down, up, ordered, joined)
+    up = Invocation("up", [*base, "up", "-d", *split_extra_args(extra_args), *only], run_directory)
+    return ComposePlan(pulling if auto_pull or pull else None, down, up, ordered, joined)
 
 
 async def _step(step: Invocation, env: dict[str, str], emit: Emit, time_limit: float) -> int:
@@ -130,11 +139,18 @@ async def _present_locally(image: str, env: dict[str, str]) -> bool:
     return done.returncode == 0
 
 
-async def _pull(step: Invocation, env: dict[str, str], emit: Emit) -> None:
+async def _pull(
+    step: Invocation, env: dict[str, str], emit: Emit, required: bool, services: int
+) -> None:
     if await _step(step, env, emit, PULL_TIMEOUT) == 0:
         return
+    if required:
+        raise StackDeployFailed(
+            "compose pull failed: the newer images were not pulled (see the output above)"
+        )
     assert step.cwd is not None
-    images = await _images(step.argv[:-1], step.cwd, env)
+    base = step.argv[: len(step.argv) - 1 - (services + 1 if services else 0)]  # before "pull"
+    images = await _images(base, step.cwd, env)
     missing = [image for image in images if not await _present_locally(image, env)]
     if missing:
         raise StackDeployFailed(
@@ -177,6 +193,8 @@ async def compose_up(
     destroy_before_deploy: bool,
     make_networks: Sequence[str] = (),
     time_limit: float = UP_TIMEOUT,
+    services: Sequence[str] = (),
+    pull: bool = False,
 ) -> None:
     """Run :func:`compose_plan` in the stack's run directory. Raises
     :class:`StackDeployFailed` when a step exits non-zero, :class:`InvalidName`,
@@ -197,6 +215,8 @@ async def compose_up(
         auto_pull=auto_pull,
         destroy_before_deploy=destroy_before_deploy,
         run_directory=paths.run_directory,
+        services=services,
+        pull=pull,
     )
     plan = _resolve_joined(plan, paths, target)
     penv = base_env(env)
@@ -204,7 +224,7 @@ async def compose_up(
         documents = read_stack_files([paths.resolve(f, what="file_paths") for f in files])
         await networks.ensure_networks(make_networks, documents, emit)
     if plan.pull is not None:
-        await _pull(plan.pull, penv, emit)
+        await _pull(plan.pull, penv, emit, required=pull, services=len(services))
     if plan.down is not None and await _step(plan.down, penv, emit, time_limit) != 0:
         raise StackDeployFailed(
             f"failed to bring down the existing containers of {project!r} (compose down); stopping"

@@ -11,7 +11,16 @@ older ones are always detached); ``--with-registry-auth`` when the stack logged 
 (``maybe_login_registry``). External overlay networks the core may make (``networks``) are made
 first when missing.
 
-:func:`swarm_plan` is pure (the Komodo table test checks it); :func:`swarm_deploy` runs it.
+An image update of some services (Komodo's ``auto_update`` without ``auto_update_all_services``)
+does not redeploy the stack: ``docker service update --detach --image REF
+[--with-registry-auth] -- STACK_SERVICE`` for each, ``REF`` the stack file's reference (the
+service's ``com.docker.stack.image`` label), which the engine resolves to the tag's current
+digest. Komodo redeploys the whole Swarm stack instead ("Swarm stacks don't support individual
+service deploy", ``api/write/stack.rs``); ``docker stack deploy`` would update every service
+whose tag moved, the skipped ones too.
+
+:func:`swarm_plan` and :func:`service_update_argv` are pure (the Komodo table test checks the
+first); :func:`swarm_deploy` runs them.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ REMOVE_TIMEOUT = 120.0
 POLL = 0.25
 RETRY_RM = 1.0
 NAMESPACE_LABEL = "com.docker.stack.namespace"
+STACK_IMAGE_LABEL = "com.docker.stack.image"
+QUERY_TIMEOUT = 30.0
 
 SOURCE_SCRIPT = (
     "set -a\n"
@@ -87,6 +98,14 @@ def swarm_plan(
     return SwarmPlan(sourced, deploy, argv, destroy_before_deploy)
 
 
+def service_update_argv(service: str, image: str, *, registry_auth: bool) -> list[str]:
+    """Update one service to the current digest of ``image``'s tag (the CLI resolves it)."""
+    argv = ["docker", "service", "update", "--detach", "--image", image]
+    if registry_auth:
+        argv.append("--with-registry-auth")
+    return [*argv, "--", service]
+
+
 async def _docker(
     argv: list[str], env: dict[str, str], emit: Emit, time_limit: float, cwd: Path | None = None
 ) -> int:
@@ -112,13 +131,18 @@ async def swarm_deploy(
     destroy_before_deploy: bool = False,
     make_networks: Sequence[str] = (),
     time_limit: float = DEPLOY_TIMEOUT,
+    services: Sequence[str] = (),
 ) -> None:
-    """Deploy (create or update) the stack ``name`` from ``files`` in its run directory.
+    """Deploy (create or update) the stack ``name`` from ``files`` in its run directory; with
+    ``services``, update only those to their tags' current digests (:func:`update_services`).
 
     Returns once the engine accepted the services; their health is :mod:`periphery.ops.health`'s
     business. Raises :class:`StackDeployFailed` on a non-zero exit.
     """
     stack_name(name)
+    if services:
+        await update_services(name, services, emit, registry_auth=registry_auth)
+        return
     check_env(dict(env))
     resolved = [paths.resolve(f, what="file_paths") for f in files]
     caps = await probe()
@@ -157,6 +181,34 @@ async def _docker_shown(
     except (CommandTimeout, CommandFailed) as exc:
         raise StackDeployFailed(str(exc)) from exc
     return done.returncode
+
+
+async def update_services(
+    name: str,
+    services: Sequence[str],
+    emit: Emit,
+    *,
+    registry_auth: bool = False,
+    time_limit: float = DEPLOY_TIMEOUT,
+) -> None:
+    """``docker service update --image REF`` for each of the stack's ``services`` (their short
+    names), ``REF`` the reference the stack file gave (:func:`service_update_argv`)."""
+    async with aiodocker.Docker() as docker:
+        with anyio.fail_after(QUERY_TIMEOUT):
+            listed = await docker.services.list(filters={"label": f"{NAMESPACE_LABEL}={name}"})
+    by_name = {str(s["Spec"]["Name"]): s for s in listed}
+    for service in services:
+        full = f"{name}_{service}"
+        found = by_name.get(full)
+        if found is None:
+            raise StackDeployFailed(f"stack {name!r} has no service {service!r} to update")
+        spec = found["Spec"]
+        labels = spec.get("Labels") or {}
+        pinned = str(spec["TaskTemplate"]["ContainerSpec"].get("Image", ""))
+        image = str(labels.get(STACK_IMAGE_LABEL) or pinned.split("@", 1)[0])
+        argv = service_update_argv(full, image, registry_auth=registry_auth)
+        if await _docker(argv, base_env(), emit, time_limit) != 0:
+            raise StackDeployFailed(f"docker service update of {full!r} failed (see above)")
 
 
 async def _leftovers(docker: aiodocker.Docker, name: str) -> tuple[int, int]:

@@ -213,13 +213,16 @@ def test_procedures_are_checked_as_they_run(tmp_path: Path) -> None:
 
 
 def test_inert_fields_are_named_at_their_line_with_what_happens_instead() -> None:
-    path = CORPUS / "itay-raveh__infra__komodo__stacks.toml"
+    path = CORPUS / "Maaskk__industrial-equipment-health-platform.toml"
     lines = run(str(path)).stdout.splitlines()
-    for line, stack in ((13, "traefik"), (28, "gatus")):
+    for line, field in ((11, "send_cpu_alerts"), (15, "cpu_warning")):
         assert (
-            f'{path}:{line}: warning: stack "{stack}": poll_for_updates is ignored: nothing'
-            " checks for newer images; image updates are not in stackward yet (planned)"
+            f'{path}:{line}: warning: server "industrial-health-host": {field} is ignored:'
+            " stackward collects no server stats, so no ServerCpu, ServerMem or ServerDisk alerts"
         ) in lines
+    # poll_for_updates acts since issue 14 (image updates): no warning for it any more
+    itay = run(str(CORPUS / "itay-raveh__infra__komodo__stacks.toml")).stdout
+    assert "poll_for_updates" not in itay
     geckuss = CORPUS / "Geckuss__bigmt-mediaserver.toml"
     out = run(str(geckuss)).stdout.splitlines()
     assert (
@@ -253,7 +256,7 @@ def test_strict_fails_on_inert_and_unknown_not_on_missing_variables() -> None:
     geckuss = CORPUS / "Geckuss__bigmt-mediaserver.toml"
     strict = run("--strict", str(geckuss))
     assert strict.returncode == 1
-    assert f'{geckuss}:60: error: stack "mediastack": poll_for_updates is ignored' in strict.stdout
+    assert f'{geckuss}:34: error: [server.config] of "bigmt": unknown key "tags"' in strict.stdout
     assert f"{geckuss}:64: warning: 4 variables used here" in strict.stdout
 
 
@@ -343,7 +346,7 @@ def test_strict_and_json(tmp_path: Path) -> None:
     f = tmp_path / "warn.toml"
     f.write_text(
         '[[stack]]\nname = "web"\n[stack.config]\nserver = "h"\nauto_pul = true\n'
-        "send_alerts = true\n"
+        "run_build = true\n"
     )
     assert run(str(f)).returncode == 0
     strict = run("--strict", str(f))
@@ -353,7 +356,7 @@ def test_strict_and_json(tmp_path: Path) -> None:
     assert {"file": str(f), "line": 5, "severity": "warning", "code": "unknown_key"} in [
         {k: x[k] for k in ("file", "line", "severity", "code")} for x in as_json
     ]
-    assert [x["key"] for x in as_json if x["code"] == "inert"] == ["stack.send_alerts"]
+    assert [x["key"] for x in as_json if x["code"] == "inert"] == ["stack.run_build"]
 
 
 def test_usage_errors_exit_two(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 # Run as root on Debian. Idempotent: an engine that already answers `docker info` is reused,
 # the image is built only when missing, and the swarm is initialised only when inactive.
 #
-#   1. packages: docker.io docker-compose busybox-static git iproute2 (apt-get, only if missing)
+#   1. packages: docker.io docker-compose busybox-static git iproute2 docker-registry (apt-get,
+#      only if missing; docker-registry: the image update tests start their own registry)
 #   2. dockerd in the background, logging to $STACKWARD_DOCKERD_LOG
 #   3. image stackward-test/busybox:1 (busybox applets + /www/index.html), via `docker import`
 #   4. a one-node swarm advertised on 127.0.0.1
@@ -16,7 +17,7 @@ set -euo pipefail
 IMAGE="${STACKWARD_TEST_IMAGE:-stackward-test/busybox:1}"
 LOG="${STACKWARD_DOCKERD_LOG:-/var/log/stackward-dockerd.log}"
 DEADLINE_S="${STACKWARD_DOCKERD_DEADLINE:-60}"
-PACKAGES=(docker.io docker-compose busybox-static git iproute2)
+PACKAGES=(docker.io docker-compose busybox-static git iproute2 docker-registry)
 
 say() { echo "engine-setup: $*" >&2; }
 die() { say "$1"; exit "${2:-1}"; }
@@ -48,6 +49,7 @@ start_engine() {
             || extra+=(docker-compose)
         command -v git >/dev/null || extra+=(git)
         command -v ip >/dev/null || extra+=(iproute2)
+        command -v docker-registry >/dev/null || extra+=(docker-registry)
         if [ "${#extra[@]}" -gt 0 ]; then
             if can_install; then install_packages "${extra[@]}"; else say "missing: ${extra[*]}"; fi
         fi

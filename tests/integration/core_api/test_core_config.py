@@ -46,6 +46,17 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
         ('data_dir = "d"\napi_tokens = ["short"]', "api_tokens", "shorter than 16"),
         ('data_dir = "d"\napi_tokens_file = "nope"', "api_tokens_file", "cannot read"),
         ("data_dir = ", "?", "not valid TOML"),
+        (
+            f'data_dir = "d"\napi_tokens = ["{TOKEN}"]\nimage_poll_interval = 0.2',
+            "image_poll_interval",
+            "at least 1",
+        ),
+        (
+            f'data_dir = "d"\napi_tokens = ["{TOKEN}"]\nalert_retries = -1',
+            "alert_retries",
+            "at least 0",
+        ),
+        (f'data_dir = "d"\napi_tokens = ["{TOKEN}"]\nalert_queue = 0', "alert_queue", "at least 1"),
     ],
 )
 def test_errors_name_file_key_and_problem(

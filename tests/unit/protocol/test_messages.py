@@ -72,6 +72,8 @@ deploy_commands = st.one_of(
         extra_args=paths,
         destroy_before_deploy=st.booleans(),
         networks=paths,
+        services=paths,
+        pull=st.booleans(),
     ),
     st.builds(
         messages.SwarmDeploy,
@@ -88,7 +90,9 @@ deploy_commands = st.one_of(
         destroy_before_deploy=st.booleans(),
         registry_auth=st.booleans(),
         networks=paths,
+        services=paths,
     ),
+    st.builds(messages.ImageDigests, mode=st.sampled_from(messages.DeployMode), name=small_text),
     st.builds(messages.ComposeDown, project=small_text, fence=fences),
     st.builds(messages.RepoSync, url=small_text, commit=small_text, path=small_text, fence=fences),
     st.builds(
@@ -255,7 +259,17 @@ periphery_frames = st.one_of(
             ),
             exists=st.booleans(),
         )
-        | bootstrap_values,
+        | bootstrap_values
+        | st.builds(
+            messages.ImageDigestsReport,
+            services=st.lists(
+                st.builds(
+                    messages.ServiceImage, service=small_text, image=small_text, digests=paths
+                ),
+                max_size=3,
+            ),
+            exists=st.booleans(),
+        ),
     ),
     heartbeats,
     errors,
@@ -371,6 +385,7 @@ def test_every_message_type_is_covered() -> None:
         "SecretCreate",
         "SecretRemove",
         "WatchDocker",
+        "ImageDigests",
         "StackControl",
         "RotateKey",
     }
@@ -382,6 +397,7 @@ def test_every_message_type_is_covered() -> None:
         "SwarmReport",
         "SecretListReport",
         "SecretReport",
+        "ImageDigestsReport",
         "KeyReport",
     }
 

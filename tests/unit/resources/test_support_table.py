@@ -14,7 +14,7 @@ import pytest
 from core.resources import check, support
 from core.resources import schema as S
 from core.resources.loader import load_text
-from core.resources.models import CONFIG_TYPES, SystemCommand
+from core.resources.models import CONFIG_TYPES, AlerterEndpoint, SystemCommand
 from core.resources.summary import summarise
 
 SUPPORT_PY = Path(support.__file__)
@@ -30,7 +30,8 @@ def test_every_key_names_a_real_field_and_is_unique() -> None:
         assert e.path[0] in fields, e.key
         assert e.path[0] in S.CONFIG_KEYS[e.kind], e.key
         if len(e.path) > 1:
-            assert e.path[1] in SystemCommand.__struct_fields__, e.key
+            nested = AlerterEndpoint if e.kind == "alerter" else SystemCommand
+            assert e.path[1] in nested.__struct_fields__, e.key
         assert e.when in ("set", "true", "false", "any")
         assert not e.only or e.only in support.ONLY, e.key
         if e.pattern:
@@ -57,6 +58,7 @@ _BASE = {
     "swarm": 'servers = ["h"]\n',
     "repo": 'repo = "o/r"\n',
     "resource_sync": 'repo = "o/r"\nresource_path = ["r.toml"]\n',
+    "alerter": "enabled = true\n",
 }
 _SPECIAL = {
     # values where the difference shows (the entry's pattern or condition)
@@ -66,10 +68,12 @@ _SPECIAL = {
     "repo.env_file_path": 'env_file_path = "x.env"',
     "server.maintenance_windows": 'maintenance_windows = [{ name = "w", hour = 3 }]',
     "swarm.maintenance_windows": 'maintenance_windows = [{ name = "w", hour = 3 }]',
+    "alerter.endpoint.type": 'endpoint = { type = "Pushover", params = { url = "https://p" } }',
 }
 _BY_CODE = {S.STR: '"x"', S.STRLIST: '["x"]', S.NUMBER: "50.0", S.ENV: '"A=1"', S.BOOL: "true"}
 _NOT_APPLYING = {
     # values that ask for what stackward does anyway
+    "alerter.endpoint.type": 'endpoint = { type = "Ntfy", params = { url = "https://n" } }',
 }
 
 
