@@ -20,6 +20,7 @@ from core.store import Store
 from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
+from core.web.sessions import Sessions
 from core.webhooks.listener import WebhookListener
 
 
@@ -42,3 +43,5 @@ class Core:
     deployer: StackDeployer | None = None
     reconciler: Reconciler | None = None
     drift: DriftWatch | None = None
+    # The dashboard's browser sessions (core/web); None: no sign-in from a browser.
+    sessions: Sessions | None = None

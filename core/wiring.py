@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import anyio
 import anyio.abc
 import anyio.to_thread
+from aiohttp import web
 
 from core.agents import endpoints_from_store
+from core.api.http import session_of
 from core.config import CoreConfig
 from core.connections import Connections
 from core.deploy.deployer import StackDeployer
@@ -42,6 +45,7 @@ from core.store import Store
 from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
+from core.web.sessions import SessionFile, Sessions
 from core.webhooks.listener import WebhookListener
 from protocol.keys import PrivateKey
 from protocol.transport import CoreChannel
@@ -71,12 +75,24 @@ def build(
         syncs.fingerprint,
     )
     syncs.deploy_inputs = desired.deploy_inputs
+    sessions = Sessions(
+        config.api_tokens,
+        config.viewer_tokens,
+        SessionFile(Path(config.data_dir) / "sessions.db"),
+        ttl=config.session_ttl,
+        limit=config.max_sessions,
+    )
+
+    def session_ok(request: web.Request) -> bool:
+        return session_of(request, sessions) is not None
+
     stream = EventStream(
         events,
-        config.api_tokens,
+        [*config.api_tokens, *config.viewer_tokens],
         config.event_origins,
         config.event_queue,
         send_timeout=config.event_send_timeout,
+        session_ok=session_ok,
     )
     pool = PeripheryPool(private_key, pool_settings) if private_key is not None else None
 
@@ -115,6 +131,7 @@ def build(
         deployer=deployer,
         reconciler=reconciler,
         drift=drift,
+        sessions=sessions,
     )
 
 
