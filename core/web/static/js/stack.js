@@ -21,7 +21,7 @@ export function stackPage(main, ctx, name) {
   const commits = h("dl", { class: "kv panel" });
   const services = h("div", { class: "panel scroll-x" }, h("p", { class: "muted" }, "Loading…"));
   const stepsEl = h("ul", { class: "steps", "aria-label": "Steps" });
-  const deployHead = h("div", { class: "row" });
+  const deployHead = h("div", { class: "row deploy-head" });
   const historyEl = h("ul", { class: "history", "aria-label": "Deploy history" });
   replace(main, title, banner,
     h("h2", {}, "Commits"), commits,
