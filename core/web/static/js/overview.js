@@ -81,7 +81,7 @@ export function overview(main, ctx) {
     const l = live[s.name];
     let why = "";
     if (state === "deploying") why = l && l.step ? `step ${l.step}` : "waiting to start";
-    else if (state === "failed") why = `${rec.failed_step ? rec.failed_step + ": " : ""}${rec.reason || ""}`;
+    else if (state === "failed") why = rec.reason || `failed at ${rec.failed_step}`;
     else if (state === "changed" && rec.status) why = (s.reasons || []).join("; ");
     else if (state === "drifted") why = (s.engine || {}).detail || (l && l.driftReason) || "";
     const last = rec.status

@@ -56,7 +56,7 @@ export function stackPage(main, ctx, name) {
       : null);
     if ((rec.status === "failed" || rec.status === "interrupted") && !liveDeploy) {
       replace(banner, h("div", { class: "banner bad", role: "alert" },
-        h("strong", {}, `Deploy #${rec.id} ${rec.status}`, rec.failed_step ? ` at ${rec.failed_step}` : "", ": "),
+        h("strong", {}, `Deploy #${rec.id} ${rec.status}`, rec.failed_step ? ` at ${rec.failed_step}` : ""),
         h("span", { class: "reason" }, rec.reason || ""),
         rec.tail ? h("pre", {}, rec.tail) : null));
     } else if (!info.healthy && info.error) {
