@@ -74,6 +74,27 @@ OBSERVE = """() => {
 }""".replace("BUCKETS", str(BUCKETS))
 
 
+PROBE = """
+window.__probe = { arrive: new Uint32Array(BUCKETS), long: 0, longMs: 0 };
+const Original = window.WebSocket;
+window.WebSocket = function (...a) {
+  const ws = new Original(...a);
+  ws.addEventListener('message', (m) => {
+    const now = (performance.timeOrigin + performance.now()) / 1000;
+    const e = JSON.parse(m.data);
+    if (e.kind !== 'deploy.output') return;
+    const ms = Math.round((now - e.time) * 1000);
+    window.__probe.arrive[Math.max(0, Math.min(BUCKETS - 1, ms))] += 1;
+  });
+  return ws;
+};
+window.WebSocket.prototype = Original.prototype;
+new PerformanceObserver((list) => {
+  for (const t of list.getEntries()) { window.__probe.long += 1; window.__probe.longMs += t.duration; }
+}).observe({ type: 'longtask', buffered: true });
+""".replace("BUCKETS", str(BUCKETS))
+
+
 def percentile(hist: list[int], q: float) -> float:
     total = sum(hist)
     if not total:
@@ -194,6 +215,8 @@ async def main(args: argparse.Namespace) -> int:
                       "--disable-sync", "--no-first-run"],
             )
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            if args.probe:
+                await page.add_init_script(PROBE)
             await page.goto(core.url + "/")
             await page.locator("#token").fill(token)
             await page.keyboard.press("Enter")
@@ -230,6 +253,15 @@ async def main(args: argparse.Namespace) -> int:
             page_hist = list(await page.evaluate("() => Array.from(window.__bench.hist)"))
             rows = await page.evaluate("() => window.__bench.rows()")
             kept = await page.locator(".log .line").count()
+            if args.probe:
+                probe = await page.evaluate(
+                    "() => [Array.from(window.__probe.arrive), window.__probe.long,"
+                    " window.__probe.longMs]"
+                )
+                arrive = list(probe[0])
+                print(f"probe: websocket message in the page p50 {percentile(arrive, .5)} ms,"
+                      f" p99 {percentile(arrive, .99)} ms; long tasks {probe[1]}"
+                      f" ({probe[2]:.0f} ms)")
             await browser.close()
     finally:
         agent.stop()
@@ -263,4 +295,5 @@ if __name__ == "__main__":
     parser.add_argument("--minutes", type=float, default=0.0, help="streaming time (soak)")
     parser.add_argument("--rate", type=int, default=1000, help="lines a second")
     parser.add_argument("--stacks", type=int, default=100)
+    parser.add_argument("--probe", action="store_true", help="also time the page's websocket")
     sys.exit(anyio.run(main, parser.parse_args()))
