@@ -301,3 +301,21 @@ async def test_wrong_tokens_at_sign_in_are_limited_but_a_right_one_passes(core: 
                 statuses.append(r.status)
         assert statuses[:20] == [401] * 20 and statuses[-1] == 429
         await sign_in(core, http)
+
+
+@pytest.mark.parametrize(
+    ("viewers", "message"),
+    [
+        ([OPERATOR], "also in api_tokens"),
+        (["short"], "shorter than 16"),
+    ],
+)
+def test_viewer_tokens_are_checked(tmp_path: Path, viewers: list[str], message: str) -> None:
+    from core.exceptions import ConfigError
+
+    path = write_toml(
+        tmp_path / "core.toml",
+        {"data_dir": "d", "api_tokens": [OPERATOR], "viewer_tokens": viewers},
+    )
+    with pytest.raises(ConfigError, match=f'key "viewer_tokens": .*{message}'):
+        load_config(path)
