@@ -90,7 +90,10 @@ window.WebSocket = function (...a) {
 };
 window.WebSocket.prototype = Original.prototype;
 new PerformanceObserver((list) => {
-  for (const t of list.getEntries()) { window.__probe.long += 1; window.__probe.longMs += t.duration; }
+  for (const t of list.getEntries()) {
+    window.__probe.long += 1;
+    window.__probe.longMs += t.duration;
+  }
 }).observe({ type: 'longtask', buffered: true });
 """.replace("BUCKETS", str(BUCKETS))
 
