@@ -153,11 +153,15 @@ async def baseline(url: str, token: str, hist: list[int], ready: anyio.Event) ->
                     return
 
 
+async def metrics(cdp: Any) -> dict[str, float]:
+    answer = await cdp.send("Performance.getMetrics")
+    return {m["name"]: float(m["value"]) for m in answer["metrics"]}
+
+
 async def memory(cdp: Any) -> tuple[float, int]:
     await cdp.send("HeapProfiler.collectGarbage")
-    answer = await cdp.send("Performance.getMetrics")
-    metrics = {m["name"]: m["value"] for m in answer["metrics"]}
-    return metrics["JSHeapUsedSize"] / 2**20, int(metrics["Nodes"])
+    found = await metrics(cdp)
+    return found["JSHeapUsedSize"] / 2**20, int(found["Nodes"])
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -217,7 +221,10 @@ async def main(args: argparse.Namespace) -> int:
                       "--disable-background-networking", "--disable-component-update",
                       "--disable-sync", "--no-first-run"],
             )
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            context = await browser.new_context(
+                viewport={"width": 1280, "height": 900}, bypass_csp=bool(args.diag_css)
+            )
+            page = await context.new_page()
             if args.probe:
                 await page.add_init_script(PROBE)
             await page.goto(core.url + "/")
@@ -228,6 +235,8 @@ async def main(args: argparse.Namespace) -> int:
             await page.locator(".log").wait_for()
             await page.locator("h1 button.deploy").wait_for()
             await page.evaluate(OBSERVE)
+            if args.diag_css:
+                await page.add_style_tag(content=args.diag_css)
             cdp = await page.context.new_cdp_session(page)
             await cdp.send("Performance.enable")
             ready = anyio.Event()
@@ -235,6 +244,7 @@ async def main(args: argparse.Namespace) -> int:
                 tg.start_soon(baseline, core.url, token, base_hist, ready)
                 await ready.wait()
                 started = time.monotonic()
+                before = await metrics(cdp)
                 await page.locator("h1 button.deploy").click()
                 await page.locator(".deploy-head .badge.s-running").wait_for()
                 next_sample = started + 5
@@ -251,6 +261,12 @@ async def main(args: argparse.Namespace) -> int:
                         break
                     if time.monotonic() - started > seconds + 120:
                         raise TimeoutError("the deploy did not end")
+            after = await metrics(cdp)
+            wall = time.monotonic() - started
+            busy = {
+                k: (after[k] - before[k]) / wall
+                for k in ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration")
+            }
             heap, nodes = await memory(cdp)
             samples.append((time.monotonic() - started, heap, nodes))
             page_hist = list(await page.evaluate("() => Array.from(window.__bench.hist)"))
@@ -281,6 +297,9 @@ async def main(args: argparse.Namespace) -> int:
           f"   (baseline, same run)")
     print(f"page beyond the plain client:       p50 {p50 - b50:+6.1f} ms"
           f"   p99 {p99 - b99:+6.1f} ms")
+    print("page main thread busy: " + ", ".join(
+        f"{k.removesuffix('Duration').lower()} {v:.0%}" for k, v in busy.items()
+    ) + " of the wall time")
     if len(samples) >= 3:
         first = samples[1]  # after the first 30 s of streaming (the log is full by then)
         last = samples[-2] if samples[-1][0] - samples[-2][0] < 5 else samples[-1]
@@ -299,4 +318,5 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=1000, help="lines a second")
     parser.add_argument("--stacks", type=int, default=100)
     parser.add_argument("--probe", action="store_true", help="also time the page's websocket")
+    parser.add_argument("--diag-css", default="", help="CSS added to the page (diagnosis)")
     sys.exit(anyio.run(main, parser.parse_args()))

@@ -61,11 +61,16 @@ export function eventsPage(main, ctx, params) {
       h("span", { class: "text small" }, summary(ev)));
     list.append(li);
     rows += 1;
-    while (rows > ROW_LIMIT) { list.firstChild.remove(); rows -= 1; }
+    if (rows > ROW_LIMIT + 200) {  // in batches: each removal moves every visible row
+      while (rows > ROW_LIMIT) { list.firstChild.remove(); rows -= 1; }
+    }
     count.textContent = `${rows} shown`;
     if (follow && !scrollPending) {
       scrollPending = true;
-      requestAnimationFrame(() => { scrollPending = false; list.scrollTop = list.scrollHeight; });
+      setTimeout(() => requestAnimationFrame(() => {
+        scrollPending = false;
+        list.scrollTop = list.scrollHeight;
+      }), 100);
     }
   }
 

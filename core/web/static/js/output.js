@@ -7,6 +7,8 @@ import { appendAnsi, newState } from "./ansi.js";
 import { h } from "./dom.js";
 
 export const LINE_LIMIT = 2000;
+const SCROLL_EVERY = 150;
+const TRIM_BATCH = 250;
 
 export class OutputLog {
   constructor(limit = LINE_LIMIT) {
@@ -63,6 +65,9 @@ export class OutputLog {
   addLine(line) {
     this.el.append(line);
     this.lines += 1;
+    // Trimmed in batches: removing the first line moves everything visible, and a repaint
+    // per line would be most of what a page streaming fast costs.
+    if (this.lines <= this.limit + TRIM_BATCH) { this.scroll(); return; }
     while (this.lines > this.limit) {
       const first = this.droppedEl.nextSibling;
       if (!first) break;
@@ -77,12 +82,15 @@ export class OutputLog {
     this.scroll();
   }
 
+  // Follow the end at most SCROLL_EVERY ms apart: lines added below the fold cost no paint
+  // (content-visibility), a scroll repaints the whole log, and a page streaming 1,000 lines a
+  // second would otherwise repaint every frame.
   scroll() {
     if (!this.follow || this.scrollPending) return;
     this.scrollPending = true;
-    requestAnimationFrame(() => {
+    setTimeout(() => requestAnimationFrame(() => {
       this.scrollPending = false;
       this.el.scrollTop = this.el.scrollHeight;
-    });
+    }), SCROLL_EVERY);
   }
 }
