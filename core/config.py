@@ -24,6 +24,7 @@
                                      # failure's backoff, every reconcile_interval); manual: only
                                      # when asked (apply, deploy, POST /api/reconcile)
     reconcile_interval = 60          # seconds between reconcile passes (auto)
+    deploy_parallel = 16             # stacks deployed at once (within a tier's order)
     event_send_timeout = 30          # a subscriber that takes no event for this long is dropped
     viewer_tokens = ["..."]          # read-only tokens (the dashboard's viewers): GET only
     viewer_tokens_file = "/etc/stackward/viewers"  # one token a line, '#' comments
@@ -121,6 +122,7 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     drift_window: float = 3600.0
     reconcile: str = "auto"
     reconcile_interval: float = 60.0
+    deploy_parallel: int = 16  # stacks of a run deployed at once (a tier's, as far as it goes)
     event_send_timeout: float = 30.0
     pre_deploy_timeout: float = 300.0  # seconds a stack's pre_deploy command may run
     post_deploy_timeout: float = 300.0  # seconds a stack's post_deploy command may run
@@ -265,6 +267,7 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
                     )
     for key, value, low in (
         ("reconcile_interval", cfg.reconcile_interval, 1),
+        ("deploy_parallel", cfg.deploy_parallel, 1),
         ("event_send_timeout", cfg.event_send_timeout, 0.5),
         ("pre_deploy_timeout", cfg.pre_deploy_timeout, 1),
         ("post_deploy_timeout", cfg.post_deploy_timeout, 1),

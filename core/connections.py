@@ -33,6 +33,7 @@ from core.exceptions import CoreError, SecretsUnavailable
 from core.reconcile.reconciler import Intent, Reconciler
 from core.store import Store
 from core.store.deploys import DeployRecords
+from core.tasks import TaskOwner
 from protocol.exceptions import ChannelError
 from protocol.messages import DockerEvents, WatchDocker
 from protocol.transport import CoreChannel
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 HEALTH_TIMEOUT = 10.0
 
 
-class Connections:
+class Connections(TaskOwner):
     def __init__(
         self,
         config: CoreConfig,
@@ -62,18 +63,7 @@ class Connections:
         self.deployer = deployer
         self.drift = drift
         self.on_back = on_back  # a server (re)connected: what failed for want of it may go on
-        self._tg: anyio.abc.TaskGroup | None = None
 
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            task_status.started()
-            try:
-                await anyio.sleep_forever()
-            finally:
-                self._tg = None
 
     async def connected(self, server: str, channel: CoreChannel) -> None:
         """While the channel lives: say so, then follow the server's Docker events."""
@@ -83,10 +73,10 @@ class Connections:
             PeripheryConnected(server=server, key=channel.peer.public_key.fingerprint()),
         )
         self.drift.sweep(server)
-        if self.on_back is not None and self._tg is not None:
-            self._tg.start_soon(self.on_back, server)
-        if self.config.swarm_secrets and self._tg is not None:
-            self._tg.start_soon(self.converge_secrets, server, channel)
+        if self.on_back is not None:
+            self.spawn(self.on_back, server)
+        if self.config.swarm_secrets:
+            self.spawn(self.converge_secrets, server, channel)
 
         def on_events(frame: DockerEvents) -> None:
             for ev in frame.events:

@@ -26,6 +26,7 @@ from core.plan.models import Plan
 from core.plan.service import SyncService
 from core.reconcile.reconciler import Admission, Intent, Reconciler, Refused
 from core.store import Store
+from core.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -100,21 +101,10 @@ class SyncRunner:
         self.reconciler = reconciler
         self.deployer = deployer
         self.refresh_servers = refresh_servers
-        self._tg: anyio.abc.TaskGroup | None = None
+        self.tasks = TaskOwner()  # owns what applies start (stacks taken down)
         self._running: set[str] = set()
         self._again: set[str] = set()
 
-    async def run_tasks(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Own the work started by applies (stacks taken down) until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            task_status.started()
-            try:
-                await anyio.sleep_forever()
-            finally:
-                self._tg = None
 
     async def plan(self, name: str) -> Plan:
         plan = await anyio.to_thread.run_sync(self.syncs.plan, name)
@@ -129,9 +119,9 @@ class SyncRunner:
         if self.reconciler is not None:
             await self.reconciler.desired_changed()
         deleted = [c for c in plan.changes if c.kind == "stack" and c.action == "delete"]
-        if deleted and self._tg is not None and self.deployer is not None:
-            self._tg.start_soon(self._take_down, plan, [c.name for c in deleted])
-            applied.removed = [c.name for c in deleted]
+        if deleted and self.deployer is not None:
+            if self.tasks.spawn(self._take_down, plan, [c.name for c in deleted]):
+                applied.removed = [c.name for c in deleted]
         if plan.deploys:
             if self.reconciler is None:
                 applied.note = "nothing deployed: the core has no private_key (deploys are off)"

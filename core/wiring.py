@@ -105,7 +105,9 @@ def build(
 
     deployer = StackDeployer(config, records, pool, events) if pool is not None else None
     reconciler = (
-        Reconciler(desired, deployer, records, intents, events) if deployer is not None else None
+        Reconciler(desired, deployer, records, intents, events, parallel=config.deploy_parallel)
+        if deployer is not None
+        else None
     )
     runner = SyncRunner(syncs, store, events, reconciler, deployer, refresh_servers)
     webhooks = WebhookListener(config, store, events, runner, reconciler, records, heads, pool)
@@ -145,7 +147,7 @@ async def run(
             await core.reconciler.close_interrupted(
                 f"the core (pid before {os.getpid()}) stopped before it ended"
             )
-        await tg.start(core.runner.run_tasks)
+        await tg.start(core.runner.tasks.run)
         await tg.start(core.webhooks.run)
         if core.pool is not None and core.reconciler is not None and core.deployer is not None:
             assert core.drift is not None

@@ -25,7 +25,7 @@ from core.dependency_graph import Graph, describe, is_barrier
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARALLEL = 8
+DEFAULT_PARALLEL = 16
 
 
 class Status(enum.Enum):

@@ -45,6 +45,7 @@ from core.store import Store
 from core.store.deploys import DeployRecords
 from core.store.intents import Heads
 from core.syncing import SyncRunner
+from core.tasks import TaskOwner
 from core.webhooks.forges import (
     ACTIONS,
     DELIVERY_TTL,
@@ -71,7 +72,7 @@ _VERDICTS = {
 }
 
 
-class WebhookListener:
+class WebhookListener(TaskOwner):
     def __init__(
         self,
         config: CoreConfig,
@@ -93,20 +94,8 @@ class WebhookListener:
         self.pool = pool
         self.deliveries = Deliveries()
         self.verdicts: Counter[str] = Counter()  # by answer, for /metrics
-        self._tg: anyio.abc.TaskGroup | None = None
         self._pulled: dict[str, str] = {}  # repo -> the commit its clone was moved to
 
-    async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Own the work pushes start, until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            task_status.started()
-            try:
-                await anyio.sleep_forever()
-            finally:
-                self._tg = None
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/listener/{forge}/{kind}/{name}/{action}", self.handle)
@@ -217,21 +206,20 @@ class WebhookListener:
         if push.branch != branch:
             accepted(f"ignored: push to {push.branch}", push.branch, push.after)
             return json_response({"ignored": f"push to {push.branch!r}, not {branch!r}"}, 202)
-        tg = self._tg
-        if tg is None:
+        if not self.running:
             return error_response(503, "unavailable", "the core is starting or stopping")
         if kind == "sync":
             accepted("sync" if action != "refresh" else "refresh", push.branch, push.after)
-            tg.start_soon(self.runner.run, name, action != "refresh", "webhook")
+            self.spawn(self.runner.run, name, action != "refresh", "webhook")
         elif kind == "stack":
             stack = _stack_config(cfg)
             touched = stack is not None and bool(touches(stack, push.changed))
             if not (touched or cfg.get("webhook_force_deploy")) or action == "refresh":
                 accepted("ignored: the push does not touch this stack", push.branch, push.after)
                 return json_response({"ignored": "the push does not touch this stack"}, 202)
-            tg.start_soon(self._deploy, name, resource.sync, url, branch, push.after, accepted)
+            self.spawn(self._deploy, name, resource.sync, url, branch, push.after, accepted)
         else:
-            tg.start_soon(self._pull, name, cfg, url, branch, push.after, accepted)
+            self.spawn(self._pull, name, cfg, url, branch, push.after, accepted)
         return json_response({"accepted": True, "commit": push.after}, 202)
 
     async def _first_delivery(self, delivery: str) -> bool:

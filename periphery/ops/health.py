@@ -1,6 +1,8 @@
 """Health gates: wait until a stack is healthy, or fail saying which service and why.
 
-Both gates poll the Engine API (aiodocker) every :data:`POLL` seconds until every service but
+Both gates poll the Engine API (aiodocker), every :data:`POLL` seconds at first, then less often
+(up to :data:`POLL_MAX`: a quick stack is seen healthy at once, and a hundred slow ones do not
+load the engine with hundreds of requests a second), until every service but
 ``ignore_services`` is ready (see :mod:`health_swarm` and :mod:`health_compose` for the rules),
 one is failed for good, or ``time_limit`` passes. A failure raises :class:`HealthGateFailed` whose
 message names each failing service with its reason and ends with its last log lines. Progress is
@@ -28,6 +30,8 @@ from periphery.process import Emit, discard, note
 log = logging.getLogger(__name__)
 
 POLL = 0.25
+POLL_MAX = 1.0  # a gate that waits long polls less often: many gates at once load the engine
+POLL_GROWTH = 1.15
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_RULES = Rules()
 LOG_LINES = 10
@@ -127,6 +131,7 @@ async def _gate(
                     await note(emit, f"healthy after {elapsed:.1f}s: {summary(verdicts)}")
                     return verdicts
                 await anyio.sleep(poll)
+                poll = min(poll * POLL_GROWTH, max(poll, POLL_MAX))
         if failed:
             head = f"{what} is not healthy:"
         else:

@@ -51,7 +51,10 @@ def evaluate_container(container: Obj, *, at: datetime, rules: Rules) -> tuple[S
     if hstatus == "unhealthy":
         return State.FAILED, "unhealthy" + _last_health_output(health)
     if hstatus == "starting":
-        return State.WAITING, "starting (healthcheck not passing yet)"
+        # the probe's last output, so a gate that times out here says why it never passed
+        return State.WAITING, "starting (healthcheck not passing yet)" + _last_health_output(
+            health
+        )
     if hstatus == "healthy":
         return State.READY, "healthy"
     uptime = seconds_between(parse_time(state.get("StartedAt")), at)

@@ -171,3 +171,87 @@ def test_events_replays_follows_live_and_exits_after_count(core: tuple[str, Path
 
     bad = cli("events", "--token", "not-the-token-at-all", env=env)
     assert bad.returncode == 255 and "refused (401)" in bad.stderr
+
+
+def _core_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "core.toml"
+    cfg.write_text(
+        f'listen = "127.0.0.1:{_free_port()}"\ndata_dir = "data"\napi_tokens = ["{TOKEN}"]\n'
+    )
+    return cfg
+
+
+def test_a_corrupted_or_empty_database_is_refused_at_start_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    from core.store import Store
+
+    cfg = _core_config(tmp_path)
+    data = tmp_path / "data"
+    store = Store.open(data)  # a real database, with its tables
+    with store.write() as db:
+        db.executemany(
+            "INSERT INTO events (id, time, kind, resource, data) VALUES (?, 0, 'x', '', ?)",
+            [(i, b"x" * 3000) for i in range(1, 200)],
+        )
+    store.close()
+    db_file = data / "stackward.db"
+    raw = bytearray(db_file.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 4096] = b"\xff" * 4096  # a page in the middle is garbage
+    db_file.write_bytes(bytes(raw))
+    done = cli("core", "--config", str(cfg))
+    assert done.returncode == 1, done.stderr  # it ran, and found the state unusable
+    assert "stackward.db" in done.stderr and "restore" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+    db_file.write_bytes(b"")  # a start that failed while creating it
+    for extra in data.glob("stackward.db-*"):
+        extra.unlink()
+    done = cli("core", "--config", str(cfg))
+    assert done.returncode == 1, done.stderr
+    assert "is empty (0 bytes)" in done.stderr and "delete it" in done.stderr
+    assert db_file.read_bytes() == b""  # nothing was made of it
+
+
+def test_status_into_a_pipe_that_closes_early_ends_quietly(core: tuple[str, Path]) -> None:
+    url, _ = core
+    env = {**os.environ, "STACKWARD_URL": url, "STACKWARD_TOKEN": TOKEN}
+    assert cli("apply", "--yes", env=env).returncode == 0
+    done = subprocess.run(
+        f"{sys.executable} -m core.cli status | head -c 1",
+        shell=True,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_a_core_stops_in_a_second_on_sigterm(tmp_path: Path) -> None:
+    cfg = _core_config(tmp_path)
+    port = int(cfg.read_text().split(":")[1].split('"')[0])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "core", "--config", str(cfg)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        started = time.monotonic()
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 1.5
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -107,33 +107,47 @@ async def last_run(client: CoreClient) -> int:
     return max((s["recorded"] or {}).get("run", 0) for s in await client.stacks())
 
 
-@pytest.fixture
-async def lab(
-    tmp_path: Path, core_keys: KeyPair, periphery_factory: Any, docker_env: Any
-) -> AsyncIterator[Lab]:
-    core = CoreProcess(
+async def make_lab(
+    tmp_path: Path, core_keys: KeyPair, periphery_factory: Any, prefix: str, **core: Any
+) -> Lab:
+    """A real core (only the reconcile passes a fault calls for: start, reconnect) and a real
+    agent dialing it; stop both with ``stop_lab``."""
+    process = CoreProcess(
         tmp_path / "core",
         core_keys,
         secrets.token_hex(12),
-        reconcile_interval=3600,  # only the passes a fault calls for (start, reconnect)
+        reconcile_interval=3600,
         drift_grace=120,
+        **core,
     )
-    core.start_and_wait()
+    process.start_and_wait()
     agent = periphery_factory.make(
         "agent",
         listen="",
-        core_address=f"ws://127.0.0.1:{core.port}",
+        core_address=f"ws://127.0.0.1:{process.port}",
         server_name="manager",
         reconnect_initial_delay=0.1,
         reconnect_max_delay=0.5,
         heartbeat_interval=1.0,
     )
     await anyio.to_thread.run_sync(agent.start_and_wait)
+    return Lab(process, agent, Repo(tmp_path / "repo"), prefix, tmp_path)
+
+
+def stop_lab(lab: Lab) -> None:
+    lab.agent.stop()
+    lab.core.stop()
+
+
+@pytest.fixture
+async def lab(
+    tmp_path: Path, core_keys: KeyPair, periphery_factory: Any, docker_env: Any
+) -> AsyncIterator[Lab]:
+    made = await make_lab(tmp_path, core_keys, periphery_factory, docker_env.prefix)
     try:
-        yield Lab(core, agent, Repo(tmp_path / "repo"), docker_env.prefix, tmp_path)
+        yield made
     finally:
-        agent.stop()
-        core.stop()
+        stop_lab(made)
 
 
 TIERED = [
@@ -319,24 +333,10 @@ async def test_a_full_disk_mid_run_then_space_back_closes_every_record(
     data = tmp_path / "small"
     await anyio.to_thread.run_sync(_mount_tmpfs, data, "16m")
     try:
-        core = CoreProcess(
-            tmp_path / "core",
-            core_keys,
-            secrets.token_hex(12),
-            data_dir=str(data / "core"),
-            reconcile_interval=3600,
+        lab = await make_lab(
+            tmp_path, core_keys, periphery_factory, docker_env.prefix, data_dir=str(data / "core")
         )
-        core.start_and_wait()
-        agent = periphery_factory.make(
-            "agent",
-            listen="",
-            core_address=f"ws://127.0.0.1:{core.port}",
-            server_name="manager",
-            reconnect_initial_delay=0.1,
-            reconnect_max_delay=0.5,
-        )
-        await anyio.to_thread.run_sync(agent.start_and_wait)
-        lab = Lab(core, agent, Repo(tmp_path / "repo"), docker_env.prefix, tmp_path)
+        core = lab.core
         try:
             stacks = [
                 {"name": "d1", "tier": "infrastructure", "mode": "compose", "pre": "sleep 2"},
@@ -368,8 +368,7 @@ async def test_a_full_disk_mid_run_then_space_back_closes_every_record(
                 run = await client.run(run_id)
                 assert {d["status"] for d in run["deploys"]} <= {"healthy", "failed"}
         finally:
-            agent.stop()
-            core.stop()
+            stop_lab(lab)
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)  # noqa: ASYNC221
 

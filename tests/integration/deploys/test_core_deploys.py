@@ -55,6 +55,24 @@ def resource_file(prefix: str, repo: Repo, key_line: str, stacks: list[dict[str,
     return "\n\n".join(out) + "\n"
 
 
+async def replayed_kinds(core: CoreClient, resource: str) -> list[str]:
+    """The kinds of every stored event of ``resource`` (``/ws/events?since=0``)."""
+    kinds: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(
+            core.url.replace("http://", "ws://") + f"/ws/events?since=0&resource={resource}",
+            headers={"Authorization": f"Bearer {core.token}"},
+        ) as ws:
+            with anyio.fail_after(10):
+                async for msg in ws:
+                    data = msg.json()
+                    if data.get("control") == "live":
+                        break
+                    if "kind" in data:
+                        kinds.append(data["kind"])
+    return kinds
+
+
 def stack_files(stacks: list[dict[str, Any]]) -> dict[str, str]:
     files = {}
     for s in stacks:

@@ -100,7 +100,10 @@ async def core(  # type: ignore[no-untyped-def]
 
 
 def web(probe: str = "/www/index.html", extra: str = "") -> str:
-    """A service serving ./site (a relative bind mount) with a healthcheck."""
+    """A service serving ./site (a relative bind mount) with a healthcheck that fetches the
+    ``probe`` file through the server (not ``test -f``: an engine in a chroot, as
+    shared/tools/fresh-debian runs it, execs health probes outside the container's files)."""
+    url = "http://127.0.0.1:8080/" + probe.removeprefix("/www/")
     return f"""services:
   web:
     image: {IMAGE}
@@ -109,7 +112,7 @@ def web(probe: str = "/www/index.html", extra: str = "") -> str:
     stop_grace_period: 1s
     volumes: ["./site:/www:ro"]
 {extra}    healthcheck:
-      test: ["CMD", "test", "-f", "{probe}"]
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "{url}"]
       interval: 250ms
       timeout: 2s
       retries: 20
@@ -125,7 +128,7 @@ services:
     stop_grace_period: 1s
     volumes: ["./site:/www:ro"]
     healthcheck:
-      test: ["CMD", "test", "-f", "/www/index.html"]
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/index.html"]
       interval: 250ms
       timeout: 2s
       retries: 20

@@ -113,3 +113,46 @@ async def test_outcomes_are_reported_as_they_happen() -> None:
         "media",
         "support",
     }
+
+
+async def test_a_skip_names_every_failed_stack_it_waited_for() -> None:
+    stacks = [("db", "", []), ("cache", "", []), ("app", "", ["db", "cache"])]
+    outcomes = await run_graph(
+        stack_graph(stacks, []), ["db", "cache", "app"], Recorder(fail={"db", "cache"})
+    )
+    assert outcomes["app"].status is Status.SKIPPED
+    assert outcomes["app"].reason == "not deployed: cache, db failed"
+
+
+async def test_a_stack_deployed_by_another_run_is_waited_for_and_its_failure_skips() -> None:
+    """``external``: a dependency outside the targets that another run deploys right now."""
+    stacks = [("db", "", []), ("app", "", ["db"]), ("web", "", [])]
+    done = anyio.Event()
+    asked: list[str] = []
+
+    async def elsewhere(name: str) -> str | None:
+        asked.append(name)
+        if name == "db":
+            await done.wait()
+            return "db failed (run 7)"
+        return None
+
+    async with anyio.create_task_group() as tg:
+        result: dict[str, object] = {}
+
+        async def go() -> None:
+            result.update(
+                await run_graph(
+                    stack_graph(stacks, []), ["app", "web"], Recorder(), external=elsewhere
+                )
+            )
+
+        tg.start_soon(go)
+        await anyio.sleep(0.1)
+        assert not result  # app waits for db's run; web goes on
+        done.set()
+    outcomes = result
+    assert outcomes["web"].status is Status.HEALTHY  # type: ignore[attr-defined]
+    assert outcomes["app"].status is Status.SKIPPED  # type: ignore[attr-defined]
+    assert outcomes["app"].reason == "not deployed: db failed (run 7)"  # type: ignore[attr-defined]
+    assert "db" in asked

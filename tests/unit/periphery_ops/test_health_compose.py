@@ -44,7 +44,10 @@ def test_running_without_healthcheck() -> None:
 
 def test_health_states() -> None:
     assert judge(container(health="healthy", started=9.9))[0] is State.READY
-    assert judge(container(health="starting"))[0] is State.WAITING
+    state, detail = judge(container(health="starting"))
+    assert state is State.WAITING
+    # stuck in "starting": the probe's last output says why (a health timeout then quotes it)
+    assert "connection refused" in detail
     state, detail = judge(container(health="unhealthy"))
     assert state is State.FAILED and "unhealthy" in detail and "connection refused" in detail
 
