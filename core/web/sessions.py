@@ -182,8 +182,9 @@ class SessionFile:
 
 
 class Sessions:
-    """The table and its file, for the HTTP side. ``find`` reads memory only (every request);
-    ``open`` and ``close`` also write the file (call them in a worker thread)."""
+    """The table and its file, for the HTTP side. The table is only touched from the event
+    loop (``find`` on every request, ``open``, ``close``); what they return for the file is
+    written by ``save`` and ``forget``, which block (call them in a worker thread)."""
 
     def __init__(
         self,
@@ -215,13 +216,19 @@ class Sessions:
             return None
         return self.table.find(session_id, time.time() if now is None else now)
 
-    def open(self, session_id: str, role: Role, token: str) -> Session:
-        session, gone = self.table.open(session_id, role, token_id(token), time.time())
+    def open(self, session_id: str, role: Role, token: str) -> tuple[Session, list[str]]:
+        """A new session, and the keys of those it ended (for ``save``)."""
+        return self.table.open(session_id, role, token_id(token), time.time())
+
+    def save(self, session: Session, gone: Sequence[str]) -> None:
         if self.file is not None:
             self.file.save(session, gone)
-        return session
 
-    def close(self, session_id: str) -> None:
+    def close(self, session_id: str) -> list[str]:
+        """End a session; the keys to ``forget``."""
         session = self.table.close(session_id)
-        if session is not None and self.file is not None:
-            self.file.forget([session.key])
+        return [session.key] if session is not None else []
+
+    def forget(self, keys: Sequence[str]) -> None:
+        if self.file is not None:
+            self.file.forget(keys)

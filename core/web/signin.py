@@ -68,7 +68,8 @@ async def login(request: web.Request) -> web.Response:
             )
         return error_response(401, "unauthorized", "that token is not one of the core's tokens")
     session_id = secrets.token_urlsafe(32)
-    session = await anyio.to_thread.run_sync(core.sessions.open, session_id, role, body.token)
+    session, gone = core.sessions.open(session_id, role, body.token)
+    await anyio.to_thread.run_sync(core.sessions.save, session, gone)
     log.info("signed in from %s as %s", printable(address, 60), role.value)
     response = json_response(_answer(session_id, session))
     response.set_cookie(
@@ -102,7 +103,7 @@ async def logout(request: web.Request) -> web.Response:
         if not same_origin(request):
             return error_response(403, "cross_origin", "sign out from the core's own page")
         assert core.sessions is not None
-        await anyio.to_thread.run_sync(core.sessions.close, session_id)
+        await anyio.to_thread.run_sync(core.sessions.forget, core.sessions.close(session_id))
     response = json_response({"signed_out": True})
     response.del_cookie(COOKIE, path="/")
     return response

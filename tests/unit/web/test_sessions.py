@@ -101,8 +101,8 @@ def test_the_csrf_token_is_the_sessions_own() -> None:
 def test_sessions_outlive_a_restart_but_not_their_token(tmp_path: Path) -> None:
     path = tmp_path / "sessions.db"
     first = Sessions(["operator-token-0123456789"], ["viewer-token-0123456789"], SessionFile(path))
-    first.open("sid-op", Role.OPERATOR, "operator-token-0123456789")
-    first.open("sid-view", Role.VIEWER, "viewer-token-0123456789")
+    first.save(*first.open("sid-op", Role.OPERATOR, "operator-token-0123456789"))
+    first.save(*first.open("sid-view", Role.VIEWER, "viewer-token-0123456789"))
     assert "sid-op" not in path.read_bytes().decode("latin-1")  # only digests are kept
     assert "operator-token" not in path.read_bytes().decode("latin-1")
     assert path.stat().st_mode & 0o077 == 0
@@ -124,9 +124,9 @@ def test_signing_out_removes_it_from_the_file(tmp_path: Path) -> None:
     path = tmp_path / "sessions.db"
     sessions = Sessions(["operator-token-0123456789"], [], SessionFile(path), ttl=60, limit=2)
     for n in range(3):
-        sessions.open(f"sid-{n}", Role.OPERATOR, "operator-token-0123456789")
+        sessions.save(*sessions.open(f"sid-{n}", Role.OPERATOR, "operator-token-0123456789"))
     assert sessions.find("sid-0") is None  # past the limit, the oldest went
-    sessions.close("sid-1")
+    sessions.forget(sessions.close("sid-1"))
     assert [s.key for s in SessionFile(path).load()] == [digest("sid-2")]
 
 
