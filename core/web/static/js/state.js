@@ -8,7 +8,8 @@ export function stackState(stack, live) {
   const engine = (stack.engine || {}).state;
   if (rec.status === "healthy" && (engine === "unhealthy" || engine === "missing")) return "drifted";
   if (live && live.drifted) return "drifted";
-  if (stack.update_available || (Array.isArray(stack.updates) && stack.updates.length)) return "update";
+  // The image update check's answer, where the core has it (`images`, issue 14).
+  if (stack.update_available || (stack.images && stack.images.update_available)) return "update";
   if (stack.converged) return "converged";
   return "changed";
 }
