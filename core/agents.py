@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from core.automation.records import KeyRow, ProcedureRecords
 from core.config import CoreConfig
 from core.exceptions import CoreError
 from core.keyfiles import read_public_key
@@ -18,6 +19,7 @@ from core.pool import ServerEndpoint
 from core.resources.variables import Values
 from core.store import Store
 from protocol.exceptions import BadKey
+from protocol.keys import PublicKey, parse_public_key
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ def endpoints_from_store(
             variables[name] = str(cfg.get("value", ""))
     values = Values(variables, config.secrets)
     base = Path(config.source).resolve().parent if config.source else Path.cwd()
+    rotated = ProcedureRecords(store).keys()
     endpoints: list[ServerEndpoint] = []
     problems: list[str] = []
     for (kind, name), res in sorted(resources.items()):
@@ -53,7 +56,8 @@ def endpoints_from_store(
             problems.append(f"server {name!r}: public_key unusable: {exc}")
             continue
         address = dial_url(str(cfg.get("address", "")))
-        endpoints.append(ServerEndpoint(name=name, public_key=key, address=address))
+        key, also = rotated_keys(rotated.get(name), key)
+        endpoints.append(ServerEndpoint(name=name, public_key=key, address=address, also_keys=also))
     for problem in problems:
         log.warning("%s", problem)
     return endpoints, problems
@@ -86,3 +90,20 @@ def endpoint_of(
     bootstrap). Raises ``BadKey`` or ``CoreError``."""
     key = read_public_key(values.interpolate(key_spec, where=f"server {name!r}"), base)
     return ServerEndpoint(name=name, public_key=key, address=dial_url(address))
+
+
+def rotated_keys(row: KeyRow | None, pinned: PublicKey) -> tuple[PublicKey, tuple[PublicKey, ...]]:
+    """The keys accepted for a server whose resource pins ``pinned``: those of its rotation
+    (RotateAllServerKeys, core/automation/keys.py) while the resource still pins the key the
+    rotation started from; else the pinned key alone (a key written into the resources since
+    wins)."""
+    if row is None or not row.base:
+        return pinned, ()
+    try:
+        if parse_public_key(row.base) != pinned:
+            return pinned, ()
+        active = parse_public_key(row.active)
+        return active, ((parse_public_key(row.next),) if row.next else ())
+    except BadKey:
+        log.warning("a rotated key in the state is unreadable; using the pinned one")
+        return pinned, ()

@@ -178,6 +178,30 @@ class CoreClient:
         body: dict[str, Any] = await self.ask("GET", "/api/servers")
         return body
 
+    async def procedures(self) -> list[dict[str, Any]]:
+        body = await self.ask("GET", "/api/procedures")
+        procedures: list[dict[str, Any]] = body["procedures"]
+        return procedures
+
+    async def run_procedure(self, name: str) -> int:
+        """Start a run of the procedure; its id."""
+        body = await self.ask("POST", f"/api/procedures/{name}/run")
+        return int(body["run"])
+
+    async def procedure_run(self, run_id: int, after: int = -1) -> dict[str, Any]:
+        """A procedure run, its steps, and its output lines after ``after``."""
+        body: dict[str, Any] = await self.ask("GET", f"/api/procedure-runs/{run_id}?after={after}")
+        return body
+
+    async def wait_procedure(self, run_id: int, within: float = 600.0) -> dict[str, Any]:
+        """The procedure run once it ended."""
+        with anyio.fail_after(within):
+            while True:
+                run = await self.procedure_run(run_id)
+                if run["status"] != "running":
+                    return run
+                await anyio.sleep(POLL)
+
     # --------------------------------------------------------------------------- waiting
 
     async def wait_run(self, run_id: int, within: float = 600.0) -> dict[str, Any]:

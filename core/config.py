@@ -53,6 +53,10 @@
     domain = "ghcr.io"
     accounts = [{ username = "me", token = "..." }]
 
+    timezone = "Europe/Berlin"       # Komodo's: schedules without schedule_timezone (default:
+                                     # the host's zone)
+    max_backups = 14                 # Komodo's: BackupCoreDatabase keeps this many (0: all)
+
 Relative paths are taken from the config file's directory. Every problem raises
 :class:`~core.exceptions.ConfigError` naming the file, the key and what is wrong.
 """
@@ -63,6 +67,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -132,6 +137,8 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     external_networks: list[str] = msgspec.field(default_factory=list)
     git_provider: list[GitProvider] = msgspec.field(default_factory=list)
     image_registry: list[ImageRegistry] = msgspec.field(default_factory=list)
+    timezone: str = ""  # procedures' schedules without schedule_timezone; "" : the host's
+    max_backups: int = 14  # BackupCoreDatabase keeps this many in data_dir/backups (0: all)
     # Read-only tokens (the dashboard's viewers) and the dashboard's browser sessions.
     viewer_tokens: list[str] = msgspec.field(default_factory=list)
     viewer_tokens_file: str = ""
@@ -282,6 +289,16 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
     ):
         if value < low:
             raise ConfigError(f'{file}: key "{key}": must be at least {low}')
+    if cfg.timezone:
+        try:
+            ZoneInfo(cfg.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(
+                f'{file}: key "timezone": {cfg.timezone!r} is not a time zone name (e.g.'
+                ' "Europe/Berlin", "UTC")'
+            ) from exc
+    if cfg.max_backups < 0:
+        raise ConfigError(f'{file}: key "max_backups": 0 (keep all) or more')
     tokens_file = rel(cfg.api_tokens_file)
     tokens = _tokens(file, "api_tokens", cfg.api_tokens, tokens_file)
     if not tokens:

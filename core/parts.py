@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.automation.keys import KeyRotation
+from core.automation.runner import ProcedureRunner
+from core.automation.scheduler import Scheduler
 from core.config import CoreConfig
 from core.deploy.deployer import StackDeployer
 from core.drift import DriftWatch
@@ -43,5 +46,8 @@ class Core:
     deployer: StackDeployer | None = None
     reconciler: Reconciler | None = None
     drift: DriftWatch | None = None
+    procedures: ProcedureRunner | None = None
+    scheduler: Scheduler | None = None
+    keys: KeyRotation | None = None
     # The dashboard's browser sessions (core/web); None: no sign-in from a browser.
     sessions: Sessions | None = None

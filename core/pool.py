@@ -42,6 +42,13 @@ class ServerEndpoint:
     name: str
     public_key: PublicKey
     address: str = ""  # empty: the periphery dials us
+    # also accepted: a key the agent made in a rotation (core/automation/keys.py) and may
+    # use already
+    also_keys: tuple[PublicKey, ...] = ()
+
+    @property
+    def keys(self) -> tuple[PublicKey, ...]:
+        return (self.public_key, *self.also_keys)
 
 
 @dataclass
@@ -52,6 +59,7 @@ class _ServerState:
     attempts: int = 0  # connection attempts that ended, successful or not
     changed: anyio.Event = field(default_factory=anyio.Event)
     scope: anyio.CancelScope | None = None
+    retired: set[PublicKey] = field(default_factory=set)  # keys a rotation replaced
 
     def notify(self) -> None:
         self.changed.set()
@@ -125,13 +133,70 @@ class PeripheryPool:
         """Make the pool's servers exactly these; changed ones reconnect."""
         wanted = {e.name: e for e in endpoints}
         for name in list(self._servers):
-            if name not in wanted or wanted[name] != self._servers[name].endpoint:
+            state = self._servers[name]
+            want = wanted.get(name)
+            if want is not None and want != state.endpoint and self._same_agent(state, want):
+                state.endpoint = want  # only its keys changed, and the live channel's is kept
+            elif want is None or want != state.endpoint:
                 self._drop(name)
         for name, endpoint in wanted.items():
             if name not in self._servers:
                 state = _ServerState(endpoint)
                 self._servers[name] = state
                 self._start_dialer(state)
+
+    @staticmethod
+    def _same_agent(state: _ServerState, want: ServerEndpoint) -> bool:
+        """A change of keys alone keeps the live channel when its key is still accepted, or
+        was replaced by a key rotation (the same agent, which proved the new key)."""
+        channel = state.channel
+        if want.address != state.endpoint.address or channel is None or channel.closed:
+            return False
+        key = channel.peer.public_key
+        return key in want.keys or key in state.retired
+
+    def endpoint(self, name: str) -> ServerEndpoint | None:
+        state = self._servers.get(name)
+        return state.endpoint if state is not None else None
+
+    def rekey(
+        self,
+        name: str,
+        public_key: PublicKey,
+        also_keys: tuple[PublicKey, ...],
+        retired: PublicKey | None = None,
+    ) -> None:
+        """Accept these keys for ``name`` from now on (a key rotation): new connections must
+        prove one of them; the channel open now stays (it is the same agent), also when its
+        key is ``retired``."""
+        state = self._servers.get(name)
+        if state is None:
+            return
+        if retired is not None:
+            state.retired.add(retired)
+        state.endpoint = ServerEndpoint(name, public_key, state.endpoint.address, also_keys)
+
+    async def probe(self, name: str, key: PublicKey, wait: float = 10.0) -> None:
+        """A new connection to a server the core dials, accepting only ``key``, closed at once:
+        proof that a handshake with it works. Raises ``PeripheryUnavailable``."""
+        state = self._servers.get(name)
+        if state is None or not state.endpoint.address or self._session is None:
+            raise PeripheryUnavailable(f"server {name!r} is not one the core dials")
+        try:
+            with anyio.fail_after(wait):
+                conn = await dial(
+                    self._session,
+                    state.endpoint.address,
+                    private_key=self.private_key,
+                    role=Role.CORE,
+                    trusted_keys=(key,),
+                    settings=self.settings.channel,
+                    ssl_context=self.settings.ssl_context,
+                    software=self.settings.software,
+                )
+        except (DialFailed, TimeoutError) as exc:
+            raise PeripheryUnavailable(f"server {name!r}: {exc or 'no answer'}") from exc
+        await conn.ws.close()
 
     def _drop(self, name: str) -> None:
         state = self._servers.pop(name)
@@ -180,7 +245,6 @@ class PeripheryPool:
             self._tg.start_soon(self._dial_loop, state)
 
     async def _dial_loop(self, state: _ServerState) -> None:
-        endpoint = state.endpoint
         assert self._session is not None
         backoff = Backoff(
             initial=self.settings.reconnect_initial_delay,
@@ -189,13 +253,14 @@ class PeripheryPool:
         with anyio.CancelScope() as scope:
             state.scope = scope
             while True:
+                endpoint = state.endpoint  # re-read: a key rotation may have changed its keys
                 try:
                     conn = await dial(
                         self._session,
                         endpoint.address,
                         private_key=self.private_key,
                         role=Role.CORE,
-                        trusted_keys=(endpoint.public_key,),
+                        trusted_keys=endpoint.keys,
                         settings=self.settings.channel,
                         ssl_context=self.settings.ssl_context,
                         software=self.settings.software,
@@ -259,7 +324,7 @@ class PeripheryPool:
             role is Role.PERIPHERY
             and state is not None
             and not state.endpoint.address
-            and state.endpoint.public_key == key
+            and key in state.endpoint.keys
         )
 
     async def handle_dial_in(self, request: web.Request) -> web.StreamResponse:

@@ -11,7 +11,9 @@
 4. Komodo's daily ``auto_prune`` of the servers that ask for it (core/deploy/prune.py);
 5. with ``reconcile = "auto"``, a reconcile pass deploys what is not converged (interrupted,
    skipped, failed past its backoff, never deployed, changed), then one every
-   ``reconcile_interval`` seconds.
+   ``reconcile_interval`` seconds;
+6. procedures (core/automation): the runner (after closing the runs an earlier process left
+   open) and the schedules, which report the times missed while the core was down.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from aiohttp import web
 
 from core.agents import endpoints_from_store
 from core.api.http import session_of
+from core.automation.backup import Backups
+from core.automation.keys import KeyRotation
+from core.automation.records import ProcedureRecords
+from core.automation.runner import ProcedureRunner
+from core.automation.scheduler import Scheduler
+from core.automation.steps import Steps, no_global_auto_update
 from core.config import CoreConfig
 from core.connections import Connections
 from core.deploy.deployer import StackDeployer
@@ -116,6 +124,28 @@ def build(
         if pool is not None and reconciler is not None
         else None
     )
+    # Procedures and their schedules (core/automation): the executions done with the parts
+    # above; image updates come from core/updates when it is in this build.
+    backups = Backups(store.path, Path(config.data_dir), config.max_backups, events)
+    procedure_records = ProcedureRecords(store)
+    keys = KeyRotation(store, procedure_records, pool, events) if pool is not None else None
+    steps = Steps(
+        config,
+        store,
+        desired,
+        heads,
+        runner,
+        reconciler,
+        pool,
+        backup=backups.backup,
+        global_auto_update=no_global_auto_update,
+        **({"rotate_keys": keys.rotate_all} if keys is not None else {}),
+    )
+    procedures = ProcedureRunner(store, procedure_records, events, steps)
+    scheduler = Scheduler(
+        procedure_records, events, procedures, config.timezone, revision=store.revision
+    )
+    webhooks.run_procedure = procedures.start
     return Core(
         config=config,
         store=store,
@@ -133,6 +163,9 @@ def build(
         deployer=deployer,
         reconciler=reconciler,
         drift=drift,
+        procedures=procedures,
+        scheduler=scheduler,
+        keys=keys,
         sessions=sessions,
     )
 
@@ -149,6 +182,8 @@ async def run(
             )
         await tg.start(core.runner.tasks.run)
         await tg.start(core.webhooks.run)
+        if core.procedures is not None:
+            await tg.start(core.procedures.run)
         if core.pool is not None and core.reconciler is not None and core.deployer is not None:
             assert core.drift is not None
             reconciler = core.reconciler
@@ -171,6 +206,14 @@ async def run(
                 on_back=back if config.reconcile == "auto" else None,
             )
             core.pool.on_connected = connections.connected
+            if core.keys is not None:  # a rotation left pending is confirmed by a connection
+                rotation, connected = core.keys, connections.connected
+
+                async def on_connected(server: str, channel: CoreChannel) -> None:
+                    await rotation.confirm(server, channel)
+                    await connected(server, channel)
+
+                core.pool.on_connected = on_connected
             core.pool.on_lost = connections.lost
             await tg.start(connections.run)
             await tg.start(core.drift.run)
@@ -206,6 +249,8 @@ async def run(
             tg.start_soon(poller.run, config.poll_interval)
         if core.reconciler is not None and config.reconcile == "auto":
             tg.start_soon(_reconcile_loop, core)
+        if core.scheduler is not None:
+            await tg.start(core.scheduler.run)
         task_status.started()
         await anyio.sleep_forever()
 

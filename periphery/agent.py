@@ -9,6 +9,7 @@ TCP accept to a completed handshake, and caps on unauthenticated connections.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 
 import aiohttp
@@ -19,12 +20,13 @@ from aiohttp import web
 from periphery.config import LoadedConfig
 from periphery.handlers import Dispatcher
 from periphery.handlers.health import software_version
+from periphery.keys import KeyHolder
 from periphery.ops.dockercli import log_capabilities, probe
 from protocol.admission import AdmissionLimits
 from protocol.backoff import Backoff
 from protocol.connect import Acceptor, Authenticated, DialFailed, cert_sha256_from_pem, dial
 from protocol.guard import ConnectionGuard, GuardedRunner
-from protocol.keys import PublicKey
+from protocol.keys import PrivateKey, PublicKey
 from protocol.messages import Role
 from protocol.ratelimit import AuthFailureLimiter
 from protocol.transport import PeripheryChannel, describe
@@ -37,7 +39,9 @@ CORE_PATH = "/ws/periphery"
 class Agent:
     def __init__(self, config: LoadedConfig) -> None:
         self.config = config
-        self.dispatcher = Dispatcher(config)
+        key_path = (config.path.parent / os.path.expanduser(config.raw.private_key)).resolve()
+        self.keys = KeyHolder(key_path, config.private_key)  # RotateKey replaces it
+        self.dispatcher = Dispatcher(config, self.keys)
         self.software = f"stackward {software_version()}"
         core_keys = config.core_keys
         tls_hash = cert_sha256_from_pem(config.tls_cert.read_bytes()) if config.tls_cert else b""
@@ -57,6 +61,11 @@ class Agent:
             ),
         )
         self.connections = 0
+        self.keys.on_change.append(self._key_rotated)
+
+    def _key_rotated(self, key: PrivateKey) -> None:
+        """New handshakes prove the new key; connections open now stay as they are."""
+        self.acceptor.private_key = key
 
     # ---------------------------------------------------------------------------- listening
 
@@ -141,7 +150,7 @@ class Agent:
                     conn = await dial(
                         session,
                         url,
-                        private_key=self.config.private_key,
+                        private_key=self.keys.current,
                         role=Role.PERIPHERY,
                         trusted_keys=self.config.core_keys,
                         name=raw.server_name,

@@ -495,6 +495,56 @@ class SecretReport(msgspec.Struct, frozen=True, tag_field="t", tag="secret"):
     changed: bool = False  # True: created (SecretCreate) or removed (SecretRemove)
 
 
+# --- stack control (issue 14: procedures' StartStack, StopStack, RestartStack, PullStack...)
+
+
+class StackControl(_Command, frozen=True, tag="stack_control"):
+    """Komodo's ``StartStack``, ``StopStack``, ``RestartStack``, ``PauseStack``,
+    ``UnpauseStack``, ``PullStack`` and ``DestroyStack`` on a Compose project (core
+    ``stack/execute.rs``; periphery ``ComposeExecution`` and ``ComposePull``):
+    ``COMPOSE -p PROJECT ACTION [--timeout N] [--remove-orphans] [SERVICE...]``. ``pull`` (and
+    every action with Compose v1, which finds a project only through its files) runs with the
+    stack's files in its run directory, as the last deploy wrote them (``target``)."""
+
+    project: str
+    action: str  # start | stop | restart | pause | unpause | pull | down
+    services: list[str] = []
+    stop_time: int | None = None  # --timeout N (stop, down)
+    remove_orphans: bool = False  # down --remove-orphans
+    target: str = ""  # the stack's directory under the agent's root
+    run_directory: str = ""
+    files: list[str] = []
+    env_files: list[str] = []
+    env_file_path: str = ""  # the env file the deploy wrote, relative to the run directory
+    source: StackSource = StackSource.GIT
+    fence: Fence | None = None
+
+
+# --- the agent's own key, rotated (issue 14: Komodo's RotateAllServerKeys)
+
+
+class RotateKey(_Command, frozen=True, tag="rotate_key"):
+    """Rotate the agent's key pair in two steps, so the core is never left without a key it
+    accepts: ``prepare`` makes a new pair and keeps it beside the current key (the current one
+    stays in use) and answers its public key; ``commit`` (the core has pinned the new key)
+    makes the prepared pair the agent's key, on disk and for every new handshake, and answers a
+    signature by it over ``nonce`` (``key_proof_data``)."""
+
+    step: str  # "prepare" | "commit"
+    public_key: bytes = b""  # commit: the prepared key (SSH wire encoding)
+    nonce: bytes = b""  # commit: what the new key signs
+
+
+class KeyReport(msgspec.Struct, frozen=True, tag_field="t", tag="key"):
+    public_key: bytes  # SSH wire encoding
+    signature: bytes = b""  # commit: over key_proof_data(public_key, nonce)
+
+
+def key_proof_data(public_key: bytes, nonce: bytes) -> bytes:
+    """What a committed key signs: a domain, the key, and the core's nonce."""
+    return b"stackward key rotation v1\0" + public_key + b"\0" + nonce
+
+
 Command = (
     Health
     | Echo
@@ -513,6 +563,8 @@ Command = (
     | SecretList
     | SecretCreate
     | SecretRemove
+    | StackControl
+    | RotateKey
 )
 
 ResultValue = (
@@ -523,4 +575,5 @@ ResultValue = (
     | SwarmReport
     | SecretListReport
     | SecretReport
+    | KeyReport
 )

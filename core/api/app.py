@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core.api import monitoring, runs, servers, stacks, syncs
+from core.api import monitoring, procedures, runs, servers, stacks, syncs
 from core.api.http import auth, errors
 from core.api.state import CORE
 from core.parts import Core
@@ -27,6 +27,6 @@ def build_app(core: Core) -> web.Application:
     if core.pool is not None:
         app.router.add_get("/ws/periphery", core.pool.handle_dial_in)
     core.webhooks.setup(app)
-    for area in (monitoring, syncs, stacks, runs, servers, signin, pages):
+    for area in (monitoring, syncs, stacks, runs, servers, procedures, signin, pages):
         area.routes(app.router)
     return app

@@ -39,6 +39,16 @@ class Kind(enum.StrEnum):
     PERIPHERY_CONNECTED = "periphery.connected"
     PERIPHERY_LOST = "periphery.lost"
     INTENT_RECORDED = "intent.recorded"
+    PROCEDURE_STARTED = "procedure.started"
+    PROCEDURE_STAGE = "procedure.stage"
+    PROCEDURE_STEP = "procedure.step"
+    PROCEDURE_OUTPUT = "procedure.output"
+    PROCEDURE_FINISHED = "procedure.finished"
+    SCHEDULE_FIRED = "schedule.fired"
+    SCHEDULE_MISSED = "schedule.missed"
+    SCHEDULE_INVALID = "schedule.invalid"
+    BACKUP_MADE = "backup.made"
+    KEY_ROTATED = "key.rotated"
 
 
 # ------------------------------------------------------------------------------- payloads
@@ -187,6 +197,91 @@ class IntentRecorded(msgspec.Struct, frozen=True):
     runs: dict[str, int]
 
 
+class ProcedureStarted(msgspec.Struct, frozen=True):
+    run: int
+    procedure: str
+    source: str  # api | schedule | webhook | procedure
+    reason: str
+    stages: list[str]
+    parent: int | None = None  # the run of the procedure whose RunProcedure started it
+
+
+class ProcedureStage(msgspec.Struct, frozen=True):
+    run: int
+    procedure: str
+    stage: int
+    name: str
+    state: str  # started | ok | failed
+    message: str = ""
+    seconds: float = 0.0
+
+
+class ProcedureStep(msgspec.Struct, frozen=True):
+    run: int
+    procedure: str
+    seq: int
+    stage: int
+    execution: str  # "DeployStack web"
+    state: str  # started | ok | failed | skipped
+    message: str = ""
+    seconds: float = 0.0
+
+
+class ProcedureOutput(msgspec.Struct, frozen=True):
+    run: int
+    procedure: str
+    seq: int
+    text: str
+
+
+class ProcedureFinished(msgspec.Struct, frozen=True):
+    run: int
+    procedure: str
+    status: str  # succeeded | failed | cancelled | interrupted
+    message: str
+    seconds: float
+
+
+class ScheduleFired(msgspec.Struct, frozen=True):
+    procedure: str
+    due: float  # the time it was due (UNIX seconds)
+    late: float  # seconds after that it fired
+    outcome: str  # started | busy: ... | failed: ...
+    run: int | None = None
+
+
+class ScheduleMissed(msgspec.Struct, frozen=True):
+    """Times that passed while the core was down: reported, not run late."""
+
+    procedure: str
+    schedule: str
+    count: int  # at most the cap; more when ``more``
+    first: float
+    last: float
+    more: bool = False
+
+
+class ScheduleInvalid(msgspec.Struct, frozen=True):
+    procedure: str
+    schedule: str
+    error: str
+
+
+class BackupMade(msgspec.Struct, frozen=True):
+    path: str
+    bytes: int
+    seconds: float
+    removed: list[str]  # older backups removed by the retention count
+
+
+class KeyRotated(msgspec.Struct, frozen=True):
+    server: str
+    old: str  # fingerprints
+    new: str
+    state: str  # pending | confirmed | failed | skipped
+    message: str = ""
+
+
 Payload = (
     CoreStarted
     | ResourcesLoaded
@@ -205,6 +300,16 @@ Payload = (
     | PeripheryConnected
     | PeripheryLost
     | IntentRecorded
+    | ProcedureStarted
+    | ProcedureStage
+    | ProcedureStep
+    | ProcedureOutput
+    | ProcedureFinished
+    | ScheduleFired
+    | ScheduleMissed
+    | ScheduleInvalid
+    | BackupMade
+    | KeyRotated
 )
 
 # ---------------------------------------------------------------------------------- event

@@ -63,6 +63,7 @@ SOURCES = (
     "startup",
     "reconcile",
     "bootstrap",
+    "procedure",
 )
 STOP_WRITE = 5.0  # how long closing records may take while the core stops
 
@@ -327,6 +328,32 @@ class Reconciler:
             ", ".join(f"{s} in run {r}" for s, r in sorted(carriers.items())),
         )
         return Admission(intent_id, carriers, [r.id for r in created])
+
+    async def outcomes(self, admission: Admission) -> dict[str, tuple[str, str]]:
+        """Wait until every stack of ``admission`` ended in the run that carries it; each one's
+        status (healthy, failed, skipped, interrupted) and reason, as recorded."""
+        out: dict[str, tuple[str, str]] = {}
+        for stack, run_id in sorted(admission.runs.items()):
+            run = self._runs.get(run_id)
+            if run is not None:
+                await run.event(stack).wait()
+            deploy_id = await self._deploy_id_of(run_id, stack)
+            row = (
+                await anyio.to_thread.run_sync(self.records.deploy, deploy_id)
+                if deploy_id is not None
+                else None
+            )
+            if row is None:
+                out[stack] = (run.results.get(stack, "failed") if run else "failed", "")
+            else:
+                out[stack] = (str(row["status"]), str(row["reason"]))
+        return out
+
+    async def _deploy_id_of(self, run_id: int, stack: str) -> int | None:
+        try:
+            return await anyio.to_thread.run_sync(self.records.deploy_in_run, run_id, stack)
+        except StoreError:
+            return None
 
     # ------------------------------------------------------------------------------ a run
 

@@ -9,17 +9,19 @@ an error.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from core.automation import executions
+from core.automation.patterns import PatternError, compile_pattern
+from core.automation.patterns import matching as select
+from core.automation.schedule import ScheduleError
+from core.automation.schedule import parse as parse_schedule
 from core.dependency_graph import describe, is_barrier, stack_graph
-from core.resources import support
 from core.resources.gcpause import gc_paused
-from core.resources.loader import parse_string_list
 from core.resources.models import (
     Finding,
     ProcedureConfig,
@@ -380,69 +382,102 @@ class _Uses:
             )
 
 
+_REF_PARAMS: Final = {
+    "stack": "stack",
+    "repo": "repo",
+    "sync": "resource_sync",
+    "procedure": "procedure",
+}
+
+
 def _check_procedure(rs: ResourceSet, res: Resource) -> None:
-    """A [[procedure]] is read and not run (:data:`support.INERT` "procedure"); say what it
-    would have run, and which of its stacks nothing else deploys."""
-    entry = support.BY_KEY.get("procedure")
-    if entry is None:
-        return  # procedures are run: nothing to say
+    """A [[procedure]] runs (core.automation): each execution is read as Komodo's type (an
+    unknown type or params that do not fit are errors at its line; builds, actions and what
+    stackward has no resource for are warnings naming them), batch patterns must compile, the
+    names it acts on should be defined, and its schedule must read (errors at its line; a note,
+    such as a cron read without schedule_format, is a warning)."""
     cfg = res.typed_config(ProcedureConfig)
-    runs: list[str] = []
-    stacks: list[str] = []
-    all_stacks = [r.name for r in rs.stacks()]
-    for stage in cfg.stages:
-        if not stage.enabled:
-            continue
-        for ex in stage.executions:
-            if not ex.enabled:
+    who = f'procedure "{res.name}"'
+    src = res.source
+    stage_key = "stage" if rs.line(src, "config", "stage") != rs.line(src) else "stages"
+    defined = {k: {r.name for r in rs.of_kind(k)} for k in set(_REF_PARAMS.values())}
+    for i, stage in enumerate(cfg.stages):
+        for j, item in enumerate(stage.executions):
+            where = ("config", stage_key, i, "executions", j)
+            try:
+                step = executions.parse(item.execution)
+            except executions.ExecutionError as exc:
+                rs.finding("error", src, where, f"{who}: {exc}")
                 continue
-            target = ex.execution.target()
-            runs.append(f"{ex.execution.type} {target}".strip())
-            if ex.execution.type in _STACK_EXECUTIONS and target:
-                stacks.append(target)
-            elif ex.execution.type in _BATCH_STACK_EXECUTIONS and target:
-                stacks.extend(matching(target, all_stacks))
-    message = f'procedure "{res.name}": {entry.instead}'
-    if runs:
-        message += f"; it would run {', '.join(runs)}"
-    idle = [
-        s
-        for s in dict.fromkeys(stacks)
-        if (st := rs.resources.get(("stack", s))) is not None and not st.deploy
-    ]
-    if idle:
-        message += (
-            f"; {', '.join(idle)} {'have' if len(idle) > 1 else 'has'} deploy = false, so"
-            " stackward never deploys"
-            f" {'them' if len(idle) > 1 else 'it'}"
+            if isinstance(step, executions.ReadPast):
+                rs.finding(
+                    "warning",
+                    src,
+                    where,
+                    f"{who}: {step.type} is read past: {step.why}",
+                    "inert",
+                )
+                continue
+            pattern = getattr(step, "pattern", None)
+            if isinstance(pattern, str):
+                try:
+                    compile_pattern(pattern)
+                except PatternError as exc:
+                    rs.finding("error", src, where, f"{who}: {step.describe()}: {exc}")
+                continue
+            for param, kind in _REF_PARAMS.items():
+                ref = getattr(step, param, None)
+                if not isinstance(ref, str) or not ref or ref in defined[kind]:
+                    continue
+                hint = did_you_mean(ref, defined[kind])
+                rs.finding(
+                    "warning",
+                    src,
+                    where,
+                    f'{who}: {step.describe()}: {kind} "{ref}" is not defined here'
+                    + (f"{hint}; fix the name" if hint else " (the core may know it)"),
+                    "reference",
+                )
+            if isinstance(step, executions.RunProcedure) and step.procedure == res.name:
+                rs.finding(
+                    "warning",
+                    src,
+                    where,
+                    f"{who}: RunProcedure of itself fails when it runs (Komodo: Self referential"
+                    " procedure detected)",
+                )
+    if not cfg.schedule.strip():
+        return
+    if cfg.schedule_format and cfg.schedule_format not in ("Cron", "English"):
+        rs.finding(
+            "error",
+            src,
+            ("config", "schedule_format"),
+            f'{who}: schedule_format "{cfg.schedule_format}" is neither "Cron" nor "English"',
         )
-        for s in idle:
-            rs.inert.setdefault(("stack", s), []).append(entry.key)
-    rs.inert.setdefault(res.key, []).append(entry.key)
-    rs.findings.append(
-        Finding(res.source.file, rs.line(res.source), "warning", message, "inert", entry.key)
-    )
-
-
-_STACK_EXECUTIONS = frozenset({"DeployStack", "DeployStackIfChanged"})
-_BATCH_STACK_EXECUTIONS = frozenset({"BatchDeployStack", "BatchDeployStackIfChanged"})
+        return
+    try:
+        schedule = parse_schedule(
+            cfg.schedule,
+            cfg.schedule_format or "English",
+            cfg.schedule_timezone or "UTC",
+            format_written=bool(cfg.schedule_format),
+        )
+    except ScheduleError as exc:
+        key = "schedule_timezone" if "time zone" in str(exc) else "schedule"
+        rs.finding("error", src, ("config", key), f"{who}: schedule: {exc}")
+        return
+    if schedule.note:
+        rs.finding("warning", src, ("config", "schedule"), f"{who}: {schedule.note}", "schedule")
 
 
 def matching(pattern: str, names: list[str]) -> list[str]:
-    """The names a Komodo batch ``pattern`` selects: a list (lines or commas) of wildcards, or
-    of regular expressions written between backslashes (Komodo's
-    ``list_full_for_user_using_pattern`` in ``bin/core/src/resource/mod.rs``)."""
-    chosen: set[str] = set()
-    for p in parse_string_list(pattern):
-        if len(p) > 1 and p.startswith("\\") and p.endswith("\\"):
-            try:
-                rx = re.compile(p[1:-1])
-            except re.error:
-                continue
-            chosen.update(n for n in names if rx.search(n))
-        else:
-            chosen.update(n for n in names if fnmatch.fnmatchcase(n, p))
-    return [n for n in names if n in chosen]
+    """The names a Komodo batch ``pattern`` selects (core.automation.patterns); an invalid
+    pattern selects nothing."""
+    try:
+        return select(pattern, names)
+    except PatternError:
+        return []
 
 
 def _check_cycles(rs: ResourceSet) -> None:

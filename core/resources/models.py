@@ -263,7 +263,7 @@ class Stage(msgspec.Struct):
 
 class ProcedureConfig(msgspec.Struct):
     stages: list[Stage] = msgspec.field(default_factory=list)
-    schedule_format: str = "English"
+    schedule_format: str = ""  # "": not written, Komodo's default (English)
     schedule: str = ""
     schedule_enabled: bool = True
     schedule_timezone: str = ""

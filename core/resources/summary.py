@@ -1,8 +1,8 @@
 """Per file: which stacks deploy as Komodo would, and which differ and why. Pure.
 
 A stack differs when a field of :mod:`.support` with ``deploy=True`` applies to it, to its server
-or swarm's servers, or to its linked ``[[repo]]``; when a ``[[procedure]]`` would deploy it and
-it has ``deploy = false`` (stackward runs no procedures); or when it has an error of its own.
+or swarm's servers, or to its linked ``[[repo]]``; or when it has an error of its own. (A stack
+with ``deploy = false`` that a ``[[procedure]]`` deploys deploys as with Komodo: procedures run.)
 """
 
 from __future__ import annotations

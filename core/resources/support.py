@@ -81,7 +81,6 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("server.enabled", FALSE, "is ignored: a disabled server is still connected to and deployed on"),  # noqa: E501
     Inert("server.passkey", ANY, "is ignored: agents authenticate with stackward's keys (stackward keys)", deploy=False),  # noqa: E501
     Inert("server.insecure_tls", ANY, "is ignored: the agent channel is sealed with stackward's keys, not TLS", deploy=False),  # noqa: E501
-    Inert("server.auto_rotate_keys", ANY, "is ignored: keys are rotated with stackward keys", deploy=False),  # noqa: E501
     Inert("server.ignore_mounts", ANY, "is ignored: stackward collects no server stats", deploy=False),  # noqa: E501
     Inert("server.stats_monitoring", TRUE, "is ignored: stackward collects no server stats", deploy=False),  # noqa: E501
     Inert("server.send_unreachable_alerts", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
@@ -109,7 +108,6 @@ INERT: Final[tuple[Inert, ...]] = (
     Inert("resource_sync.file_contents", SET, "is ignored: a sync reads only the files in resource_path", deploy=False),  # noqa: E501
     Inert("resource_sync.include_user_groups", TRUE, "is ignored: stackward has no user groups", deploy=False),  # noqa: E501
     Inert("resource_sync.pending_alert", TRUE, f"is ignored: no alerts are sent; alerters are {_LATER}", deploy=False),  # noqa: E501
-    Inert("procedure", ANY, f"procedures are {_LATER}: nothing it names is run (set deploy = true on the stacks to deploy them)"),  # noqa: E501
 )
 # fmt: on
 

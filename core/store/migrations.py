@@ -185,4 +185,72 @@ MIGRATIONS: Final[list[tuple[int, str]]] = [
         );
         """,
     ),
+    (
+        5,
+        """
+        -- Procedures (core/automation): each run, its steps and its output lines. Schedules:
+        -- what each armed schedule last did, and each time it fired (the key makes a time fire
+        -- once, across restarts). Server keys rotated by RotateAllServerKeys: the keys the core
+        -- accepts for a server instead of the one its resource pins, while the resource still
+        -- pins the key they were rotated from (base).
+        CREATE TABLE procedure_runs (
+            id          INTEGER PRIMARY KEY,
+            procedure   TEXT NOT NULL,
+            source      TEXT NOT NULL,
+            reason      TEXT NOT NULL DEFAULT '',
+            parent      INTEGER,
+            started_at  REAL NOT NULL,
+            finished_at REAL,
+            status      TEXT NOT NULL,
+            message     TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX procedure_runs_name ON procedure_runs (procedure, id);
+        CREATE INDEX procedure_runs_status ON procedure_runs (status);
+
+        CREATE TABLE procedure_steps (
+            run_id      INTEGER NOT NULL REFERENCES procedure_runs (id),
+            seq         INTEGER NOT NULL,
+            stage       INTEGER NOT NULL,
+            stage_name  TEXT NOT NULL,
+            execution   TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            message     TEXT NOT NULL DEFAULT '',
+            started_at  REAL NOT NULL,
+            finished_at REAL,
+            PRIMARY KEY (run_id, seq)
+        );
+
+        CREATE TABLE procedure_output (
+            run_id INTEGER NOT NULL REFERENCES procedure_runs (id),
+            seq    INTEGER NOT NULL,
+            at     REAL NOT NULL,
+            text   TEXT NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        );
+
+        CREATE TABLE schedules (
+            procedure   TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            armed_at    REAL NOT NULL,
+            last_due    REAL
+        );
+
+        CREATE TABLE schedule_fires (
+            procedure TEXT NOT NULL,
+            due_at    REAL NOT NULL,
+            fired_at  REAL NOT NULL,
+            outcome   TEXT NOT NULL,
+            run_id    INTEGER,
+            PRIMARY KEY (procedure, due_at)
+        );
+
+        CREATE TABLE server_keys (
+            server     TEXT PRIMARY KEY,
+            base       TEXT NOT NULL,
+            active     TEXT NOT NULL,
+            next       TEXT NOT NULL DEFAULT '',
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -60,6 +61,9 @@ from core.webhooks.forges import (
 
 log = logging.getLogger(__name__)
 
+ANY_BRANCH = "__ANY__"  # Komodo's: a procedure hook that any branch's push runs
+PROCEDURE_QUEUE_WAIT = 6 * 3600.0  # a hook waits at most this long for the run before it
+
 _RESOURCE_KIND = {"stack": "stack", "sync": "resource_sync", "repo": "repo"}
 _VERDICTS = {
     200: "answered",  # a ping, or a delivery seen before
@@ -95,9 +99,14 @@ class WebhookListener(TaskOwner):
         self.deliveries = Deliveries()
         self.verdicts: Counter[str] = Counter()  # by answer, for /metrics
         self._pulled: dict[str, str] = {}  # repo -> the commit its clone was moved to
+        # Komodo's procedure hooks: (name, source, reason) -> the run's id; set by the
+        # composition root (core/wiring.py) when procedures run in this core.
+        self.run_procedure: Callable[[str, str, str], Awaitable[int]] | None = None
+        self._procedure_locks: dict[str, anyio.Lock] = {}
 
 
     def setup(self, app: web.Application) -> None:
+        app.router.add_post("/listener/{forge}/procedure/{name}/{branch}", self.handle_procedure)
         app.router.add_post("/listener/{forge}/{kind}/{name}/{action}", self.handle)
 
     def _values(self, stored: dict[tuple[str, str], Any]) -> Values:
@@ -221,6 +230,113 @@ class WebhookListener(TaskOwner):
         else:
             self.spawn(self._pull, name, cfg, url, branch, push.after, accepted)
         return json_response({"accepted": True, "commit": push.after}, 202)
+
+    async def handle_procedure(self, request: web.Request) -> web.Response:
+        response = await self._handle_procedure(request)
+        self.verdicts[_VERDICTS.get(response.status, str(response.status))] += 1
+        return response
+
+    async def _handle_procedure(self, request: web.Request) -> web.Response:
+        """Komodo's ``/listener/{github|gitlab}/procedure/{name}/{branch}`` (``router.rs``,
+        ``handle_procedure_webhook``): the procedure's ``webhook_secret`` (else the core's)
+        verified on the raw body; nothing happens with ``webhook_enabled = false``; a push to
+        ``branch`` (any branch with ``__ANY__``) runs the procedure (source ``webhook``). Calls
+        that come while it runs are run after it, in turn, as Komodo queues them."""
+        forge, name, branch = (request.match_info[k] for k in ("forge", "name", "branch"))
+        if forge not in FORGES:
+            return error_response(404, "not_found", "no such listener path")
+        cap = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > cap:
+            return error_response(413, "body_too_large", f"webhook bodies are at most {cap} bytes")
+        body = b""
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > cap:
+                return error_response(
+                    413, "body_too_large", f"webhook bodies are at most {cap} bytes"
+                )
+        stored = await anyio.to_thread.run_sync(self.store.resources)
+        resource = stored.get(("procedure", name))
+        cfg: dict[str, Any] = resource.config.get("config", {}) if resource is not None else {}
+        if not verify(forge, request.headers, body, self._secrets(cfg, self._values(stored))):
+            log.warning(
+                "webhook %s: bad or missing signature from %s",
+                printable(request.rel_url.raw_path),
+                printable(request.remote),
+            )
+            return error_response(401, "unauthorized", "unauthorized")
+        event = event_of(forge, request.headers)
+        delivery = delivery_of(forge, request.headers)
+
+        def accepted(outcome: str, pushed: str = "", commit: str = "") -> None:
+            self.events.publish(
+                Kind.WEBHOOK_ACCEPTED,
+                f"procedure:{name}",
+                WebhookAccepted(
+                    forge=forge,
+                    target="procedure",
+                    name=name,
+                    action="run",
+                    event=event,
+                    delivery=delivery,
+                    branch=pushed,
+                    commit=commit,
+                    outcome=outcome,
+                ),
+            )
+
+        if event == "ping":
+            accepted("ping")
+            return json_response({"ok": True, "event": "ping"})
+        if resource is None:
+            return error_response(404, "procedure_not_found", f"no procedure named {name!r}")
+        if cfg.get("webhook_enabled") is False:
+            accepted("ignored: webhook_enabled is false")
+            return json_response({"ignored": "webhook_enabled is false"}, 202)
+        if delivery and not await self._first_delivery(f"{forge}:{delivery}"):
+            accepted("duplicate")
+            return json_response({"duplicate": True})
+        pushed, commit = "", ""
+        if branch != ANY_BRANCH:
+            if event != "push":
+                accepted(f"ignored: event {event or '(none)'}")
+                return json_response({"ignored": f"event {event or '(none)'}"}, 202)
+            try:
+                push = parse_push(body)
+            except (ValueError, RecursionError) as exc:
+                return error_response(
+                    400, "bad_request", f"not a push event: {printable(exc, 200)}"
+                )
+            pushed, commit = push.branch, push.after
+            if push.branch != branch:
+                accepted(f"ignored: push to {push.branch}", pushed, commit)
+                return json_response({"ignored": f"push to {push.branch!r}, not {branch!r}"}, 202)
+        run = self.run_procedure
+        if run is None or not self.spawn(self._run_procedure, run, name):
+            return error_response(503, "unavailable", "procedures are not running in this core")
+        accepted("run", pushed, commit)
+        return json_response({"accepted": True, "procedure": name}, 202)
+
+    async def _run_procedure(
+        self, run: Callable[[str, str, str], Awaitable[int]], name: str
+    ) -> None:
+        lock = self._procedure_locks.setdefault(name, anyio.Lock())
+        async with lock:  # one webhook call after another, as Komodo's listener lock
+            with anyio.move_on_after(PROCEDURE_QUEUE_WAIT):
+                while True:
+                    try:
+                        run_id = await run(name, "webhook", "webhook")
+                    except CoreError as exc:
+                        if "is running" in str(exc):  # busy: its turn comes after this run
+                            await anyio.sleep(1.0)
+                            continue
+                        log.warning("webhook procedure %s: %s", name, exc)
+                        return
+                    log.info("webhook procedure %s: run %s", name, run_id)
+                    return
+            log.warning(
+                "webhook procedure %s: still running after %ss; not run", name, PROCEDURE_QUEUE_WAIT
+            )
 
     async def _first_delivery(self, delivery: str) -> bool:
         """De-duplicated for ``DELIVERY_TTL``: in the store (survives restarts) and in memory."""

@@ -15,7 +15,7 @@ from periphery.exceptions import (
     PeripheryError,
 )
 from periphery.fences import FenceBook
-from periphery.ops import commands, compose, health, repo, swarm, write
+from periphery.ops import commands, compose, health, repo, stack_control, swarm, write
 from periphery.ops.verdict import State, Verdict
 from periphery.paths import STATE, StackPaths, stack_paths
 from protocol.messages import (
@@ -32,6 +32,7 @@ from protocol.messages import (
     PreDeploy,
     RepoSync,
     ResultValue,
+    StackControl,
     StackSource,
     StackState,
     Stream,
@@ -51,6 +52,7 @@ DeployCommand = (
     | ComposeDown
     | SwarmRemove
     | WaitHealthy
+    | StackControl
 )
 
 
@@ -162,6 +164,8 @@ class DeployHandlers:
                 await compose.compose_down(command.project, emit)
             case SwarmRemove():
                 await swarm.swarm_remove(command.stack, emit)
+            case StackControl():
+                await stack_control.stack_control(self.root, command, emit)
             case WaitHealthy():
                 gate = (
                     health.wait_swarm_healthy

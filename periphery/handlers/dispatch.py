@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
+
 from periphery.config import LoadedConfig
 from periphery.handlers import docker_events, health, run
+from periphery.keys import KeyHolder, RotationError
+from protocol.exceptions import BadKey
+from protocol.keys import PublicKey
 from protocol.messages import (
     Checkout,
     Command,
@@ -13,19 +18,25 @@ from protocol.messages import (
     ComposeUp,
     Echo,
     EchoReply,
+    ErrorCode,
+    ErrorInfo,
     Health,
+    KeyReport,
     PreDeploy,
     RepoSync,
+    RotateKey,
     Run,
     SecretCreate,
     SecretList,
     SecretRemove,
+    StackControl,
     StackState,
     SwarmDeploy,
     SwarmInit,
     SwarmRemove,
     WaitHealthy,
     WatchDocker,
+    key_proof_data,
 )
 
 if TYPE_CHECKING:
@@ -36,8 +47,9 @@ from protocol.transport import Outcome, OutputWriter
 class Dispatcher:
     """The channel's handler: one instance per agent, shared by every connection."""
 
-    def __init__(self, config: LoadedConfig) -> None:
+    def __init__(self, config: LoadedConfig, keys: KeyHolder | None = None) -> None:
         self.config = config
+        self.keys = keys  # the agent's own key pair (rotated by RotateKey)
         self._deploy: DeployHandlers | None = None
 
     @property
@@ -76,6 +88,7 @@ class Dispatcher:
                 | ComposeDown()
                 | SwarmRemove()
                 | WaitHealthy()
+                | StackControl()
             ):
                 return await self.deploy.handle(command, out)
             case StackState():
@@ -86,3 +99,25 @@ class Dispatcher:
                 return await host.handle(command, out)
             case WatchDocker():
                 return await docker_events.handle(command, out)
+            case RotateKey():
+                return await self._rotate(command)
+
+    async def _rotate(self, command: RotateKey) -> Outcome:
+        keys = self.keys
+        if keys is None:
+            return Outcome(error=ErrorInfo(ErrorCode.BAD_REQUEST, "this agent cannot rotate keys"))
+        try:
+            if command.step == "prepare":
+                public = await anyio.to_thread.run_sync(keys.prepare)
+                return Outcome(exit_code=0, value=KeyReport(public.wire))
+            if command.step == "commit":
+                key = PublicKey.from_wire(command.public_key)
+                signature = await anyio.to_thread.run_sync(
+                    keys.commit, key, command.nonce, key_proof_data
+                )
+                return Outcome(exit_code=0, value=KeyReport(command.public_key, signature))
+        except (RotationError, BadKey) as exc:
+            return Outcome(error=ErrorInfo(ErrorCode.FAILED, str(exc)))
+        return Outcome(
+            error=ErrorInfo(ErrorCode.BAD_REQUEST, f"RotateKey step {command.step!r} is unknown")
+        )

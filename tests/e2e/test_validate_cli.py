@@ -172,19 +172,44 @@ def test_each_corpus_file_exits_zero_with_warnings_and_its_summary(path: Path) -
         ), line
 
 
-def test_a_procedure_names_what_it_would_run_and_the_stacks_nothing_deploys() -> None:
-    path = CORPUS / "BigH3ater__kdk-lab-dkr.toml"
+def test_procedures_are_checked_as_they_run(tmp_path: Path) -> None:
+    """Procedures run (core/automation): validate reads their executions and schedules as the
+    core will. Komodo's: schedule_format defaults to English (entities/mod.rs ScheduleFormat),
+    whose reader would make "every minute" of BigH3ater's cron; builds and actions are read
+    past; a bad schedule is an error at its line; --explain shows the next three times."""
+    big = CORPUS / "BigH3ater__kdk-lab-dkr.toml"
     assert (
-        f'{path}:170: warning: procedure "nightly-backups": procedures are not in stackward yet'
-        " (planned): nothing it names is run (set deploy = true on the stacks to deploy them);"
-        " it would run DeployStack backup-dkr-01, DeployStack backup-dmz; backup-dkr-01,"
-        " backup-dmz have deploy = false, so stackward never deploys them"
-    ) in run(str(path)).stdout.splitlines()
-    james = run(str(CORPUS / "jamesfpate__homelab.toml")).stdout
+        f'{big}:173: warning: procedure "nightly-backups": schedule_format is not set, so Komodo'
+        " reads this cron expression as English (and runs it every minute); stackward reads it"
+        ' as cron: set schedule_format = "Cron" to say so'
+    ) in run(str(big)).stdout.splitlines()
+    maaskk = CORPUS / "Maaskk__industrial-equipment-health-platform.toml"
+    out = run("--explain", str(maaskk)).stdout.splitlines()
     assert (
-        "it would run RunSync homelab, BatchDeployStackIfChanged *; proxy, core, home, media,"
-        " ash, voice, chat have deploy = false, so stackward never deploys them"
-    ) in james
+        f'{maaskk}:112: warning: procedure "industrial-health-delivery": RunBuild is read past:'
+        " stackward builds nothing"
+    ) in out
+    [explained] = [line for line in out if line.startswith(f"{maaskk}:97: procedure")]
+    assert "'at 03:00 every Sunday' (cron 0 0 3 ? * SUN) in Africa/Casablanca: next" in explained
+    assert explained.count(" 03:00:00 ") == 3
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[procedure]]\nname = "p"\n[procedure.config]\nschedule_format = "Cron"\n'
+        'schedule = "0 3 * * *"\n[[procedure.config.stage]]\nname = "s"\nexecutions = [\n'
+        '  { execution.type = "DeployStak", execution.params.stack = "web" },\n]\n'
+    )
+    proc = run(str(bad))
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert (
+        f"{bad}:5: error: procedure \"p\": schedule: cron '0 3 * * *' has 5 fields: Komodo's"
+        " cron has six, seconds first (second minute hour day-of-month month day-of-week); with"
+        ' the seconds first: "0 0 3 * * *"'
+    ) in lines
+    assert any(
+        line.startswith(f"{bad}:8: error:") and "'DeployStak' is not an execution type" in line
+        for line in lines
+    ), lines
 
 
 def test_inert_fields_are_named_at_their_line_with_what_happens_instead() -> None:

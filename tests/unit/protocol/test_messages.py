@@ -99,6 +99,27 @@ deploy_commands = st.one_of(
     ),
     st.builds(messages.SwarmRemove, stack=small_text, fence=fences),
     st.builds(
+        messages.StackControl,
+        project=small_text,
+        action=st.sampled_from(["start", "stop", "restart", "pause", "unpause", "pull", "down"]),
+        services=paths,
+        stop_time=st.none() | st.integers(0, 86_400),
+        remove_orphans=st.booleans(),
+        target=small_text,
+        run_directory=small_text,
+        files=paths,
+        env_files=paths,
+        env_file_path=small_text,
+        source=sources,
+        fence=fences,
+    ),
+    st.builds(
+        messages.RotateKey,
+        step=st.sampled_from(["prepare", "commit"]),
+        public_key=small_bytes,
+        nonce=small_bytes,
+    ),
+    st.builds(
         messages.WaitHealthy,
         mode=st.sampled_from(messages.DeployMode),
         name=small_text,
@@ -138,6 +159,7 @@ bootstrap_values = st.one_of(
         ),
     ),
     st.builds(messages.SecretReport, name=small_text, changed=st.booleans()),
+    st.builds(messages.KeyReport, public_key=small_bytes, signature=small_bytes),
 )
 commands = deploy_commands | st.one_of(
     st.builds(messages.Health),
@@ -349,6 +371,8 @@ def test_every_message_type_is_covered() -> None:
         "SecretCreate",
         "SecretRemove",
         "WatchDocker",
+        "StackControl",
+        "RotateKey",
     }
     assert {t.__name__ for t in messages.ResultValue.__args__} == {
         "HealthReport",
@@ -358,6 +382,7 @@ def test_every_message_type_is_covered() -> None:
         "SwarmReport",
         "SecretListReport",
         "SecretReport",
+        "KeyReport",
     }
 
 

@@ -50,7 +50,8 @@ execution = [
 ]
 """
     rs = check(load_text(text, "F"))
-    assert [f.code for f in rs.findings] == ["inert"]  # the procedure itself: not run
+    # the procedure runs: what it names and the file does not define is said, nothing else
+    assert [f.code for f in rs.findings] == ["reference", "reference"]
     [stage] = rs.resources[("procedure", "p")].config.stages
     assert [e.execution.target() for e in stage.executions] == ["web", "db"]
     both = text.replace('name = "one"\n', 'name = "one"\nexecutions = []\n')
@@ -315,8 +316,10 @@ def test_config_files_requires_takes_komodos_lowercase_aliases() -> None:
     assert [(f.path, f.requires) for f in files] == [("a.conf", "Redeploy"), ("b.conf", "None")]
 
 
-def test_a_procedure_says_which_stacks_nothing_deploys() -> None:
-    """A batch pattern selects stacks by wildcard (Komodo's list_full_for_user_using_pattern)."""
+def test_a_procedure_deploys_stacks_with_deploy_false_like_komodo() -> None:
+    """Procedures run (core/automation): a stack with ``deploy = false`` that a procedure
+    deploys (BatchDeployStackIfChanged "*": Komodo's list_full_for_user_using_pattern) deploys
+    as with Komodo, so it is no difference any more; a bad pattern is an error at its line."""
     text = (
         STACK.replace('name = "web"', 'name = "web"\ndeploy = false')
         + '\n[[stack]]\nname = "db"\ndeploy = true\n[stack.config]\nserver = "h"\nrepo = "o/r"\n'
@@ -325,11 +328,10 @@ def test_a_procedure_says_which_stacks_nothing_deploys() -> None:
         + ' execution.params.pattern = "*" }]\n'
     )
     rs = check(load_text(text, "F"))
-    [proc] = [f for f in rs.findings if f.key == "procedure"]
-    assert proc.line == _line(text, "[[procedure]]")
-    assert "it would run BatchDeployStackIfChanged *" in proc.message
-    assert "web has deploy = false, so stackward never deploys it" in proc.message
-    assert rs.inert[("stack", "web")] == ["procedure"] and ("stack", "db") not in rs.inert
+    assert not [f for f in rs.findings if "procedure" in f.message], rs.findings
+    assert ("stack", "web") not in rs.inert
+    bad = text.replace('pattern = "*"', 'pattern = "\\\\(\\\\"')
+    _has(_findings(bad), _line(bad, "executions = ["), "error", "regular expression")
 
 
 # -- pure helpers ----------------------------------------------------------------------------
