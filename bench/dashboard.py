@@ -10,7 +10,10 @@ output lines a second, the dashboard open on that stack's page in Debian's chrom
 
 Run: ``python bench/dashboard.py`` (60 s of streaming); ``--minutes 10`` for the full soak.
 Needs Debian's ``chromium`` and ``playwright`` (the test extras); no Docker engine (the deploy
-streams from its pre_deploy and then fails, before Compose).
+streams from its pre_deploy and then fails, before Compose). It also prints how busy the page's
+main thread was (script, layout, style; the rest is mostly painting); ``--probe`` times the
+page's websocket messages as they arrive, ``--diag-css CSS`` tries a change of style (the page
+then runs without its CSP).
 """
 
 from __future__ import annotations
