@@ -26,6 +26,10 @@
     reconcile_interval = 60          # seconds between reconcile passes (auto)
     deploy_parallel = 16             # stacks deployed at once (within a tier's order)
     event_send_timeout = 30          # a subscriber that takes no event for this long is dropped
+    viewer_tokens = ["..."]          # read-only tokens (the dashboard's viewers): GET only
+    viewer_tokens_file = "/etc/stackward/viewers"  # one token a line, '#' comments
+    session_ttl = 43200              # seconds a dashboard sign-in lasts
+    max_sessions = 1000              # dashboard sessions kept; signing in past it ends the oldest
 
     [secrets]                        # values for [[NAME]] the resource files do not define
     DB_PASSWORD = "..."
@@ -151,6 +155,11 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     agent_lost_grace: float = 30.0  # seconds an agent may be gone before it is alerted
     timezone: str = ""  # procedures' schedules without schedule_timezone; "" : the host's
     max_backups: int = 14  # BackupCoreDatabase keeps this many in data_dir/backups (0: all)
+    # Read-only tokens (the dashboard's viewers) and the dashboard's browser sessions.
+    viewer_tokens: list[str] = msgspec.field(default_factory=list)
+    viewer_tokens_file: str = ""
+    session_ttl: float = 12 * 3600.0
+    max_sessions: int = 1000
     # Where the config was read from (not a key of the file).
     source: str = ""
 
@@ -186,6 +195,26 @@ def _token(
                 if account.username == username:
                     return account.token
     return None
+
+
+def _tokens(file: Path, key: str, given: list[str], tokens_file: str) -> list[str]:
+    """The tokens of ``key`` and of its ``_file`` (one a line, '#' comments), each checked."""
+    tokens = list(given)
+    if tokens_file:
+        try:
+            lines = Path(tokens_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f'{file}: key "{key}_file": cannot read {tokens_file}: {exc.strerror or exc}'
+            ) from exc
+        tokens += [t.strip() for t in lines if t.strip() and not t.strip().startswith("#")]
+    for t in tokens:
+        if len(t) < 16:
+            raise ConfigError(
+                f'{file}: key "{key}": a token is shorter than 16'
+                " characters; use a long random token"
+            )
+    return tokens
 
 
 def load_config(path: str | os.PathLike[str]) -> CoreConfig:
@@ -282,6 +311,8 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
         ("alert_backoff", cfg.alert_backoff, 0),
         ("alert_queue", cfg.alert_queue, 1),
         ("agent_lost_grace", cfg.agent_lost_grace, 0),
+        ("session_ttl", cfg.session_ttl, 60),
+        ("max_sessions", cfg.max_sessions, 1),
     ):
         if value < low:
             raise ConfigError(f'{file}: key "{key}": must be at least {low}')
@@ -295,32 +326,27 @@ def _finish(cfg: CoreConfig, file: Path) -> CoreConfig:
             ) from exc
     if cfg.max_backups < 0:
         raise ConfigError(f'{file}: key "max_backups": 0 (keep all) or more')
-    tokens = list(cfg.api_tokens)
     tokens_file = rel(cfg.api_tokens_file)
-    if tokens_file:
-        try:
-            lines = Path(tokens_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError(
-                f'{file}: key "api_tokens_file": cannot read {tokens_file}: {exc.strerror or exc}'
-            ) from exc
-        tokens += [t.strip() for t in lines if t.strip() and not t.strip().startswith("#")]
+    tokens = _tokens(file, "api_tokens", cfg.api_tokens, tokens_file)
     if not tokens:
         raise ConfigError(
             f'{file}: key "api_tokens": no API token; add api_tokens = ["..."] or api_tokens_file'
         )
-    for t in tokens:
-        if len(t) < 16:
-            raise ConfigError(
-                f'{file}: key "api_tokens": a token is shorter than 16'
-                " characters; use a long random token"
-            )
+    viewers_file = rel(cfg.viewer_tokens_file)
+    viewers = _tokens(file, "viewer_tokens", cfg.viewer_tokens, viewers_file)
+    if set(viewers) & set(tokens):
+        raise ConfigError(
+            f'{file}: key "viewer_tokens": a token is also in api_tokens; a viewer token must'
+            " be a token of its own"
+        )
     return msgspec.structs.replace(
         cfg,
         data_dir=rel(cfg.data_dir),
         private_key=rel(cfg.private_key),
         api_tokens=tokens,
         api_tokens_file=tokens_file,
+        viewer_tokens=viewers,
+        viewer_tokens_file=viewers_file,
         resources=[rel(r) for r in cfg.resources],
         source=str(file),
     )

@@ -26,6 +26,7 @@ from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
 from core.updates.checker import UpdateChecker
+from core.web.sessions import Sessions
 from core.webhooks.listener import WebhookListener
 
 
@@ -54,3 +55,5 @@ class Core:
     procedures: ProcedureRunner | None = None
     scheduler: Scheduler | None = None
     keys: KeyRotation | None = None
+    # The dashboard's browser sessions (core/web); None: no sign-in from a browser.
+    sessions: Sessions | None = None

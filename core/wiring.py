@@ -27,11 +27,13 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import anyio.to_thread
+from aiohttp import web
 
 from core.agents import endpoints_from_store
 from core.alerts.center import Alerts
 from core.alerts.sender import AlertSender, DeliverySettings
 from core.alerts.watch import AlertWatch
+from core.api.http import session_of
 from core.automation.backup import Backups
 from core.automation.keys import KeyRotation
 from core.automation.records import ProcedureRecords
@@ -57,6 +59,7 @@ from core.store.deploys import DeployRecords
 from core.store.intents import Heads, IntentLog
 from core.syncing import SyncRunner
 from core.updates.checker import UpdateChecker, global_auto_update
+from core.web.sessions import SessionFile, Sessions
 from core.webhooks.listener import WebhookListener
 from protocol.keys import PrivateKey
 from protocol.transport import CoreChannel
@@ -86,12 +89,24 @@ def build(
         syncs.fingerprint,
     )
     syncs.deploy_inputs = desired.deploy_inputs
+    sessions = Sessions(
+        config.api_tokens,
+        config.viewer_tokens,
+        SessionFile(Path(config.data_dir) / "sessions.db"),
+        ttl=config.session_ttl,
+        limit=config.max_sessions,
+    )
+
+    def session_ok(request: web.Request) -> bool:
+        return session_of(request, sessions) is not None
+
     stream = EventStream(
         events,
-        config.api_tokens,
+        [*config.api_tokens, *config.viewer_tokens],
         config.event_origins,
         config.event_queue,
         send_timeout=config.event_send_timeout,
+        session_ok=session_ok,
     )
     pool = PeripheryPool(private_key, pool_settings) if private_key is not None else None
 
@@ -178,6 +193,7 @@ def build(
         procedures=procedures,
         scheduler=scheduler,
         keys=keys,
+        sessions=sessions,
     )
 
 

@@ -1,5 +1,6 @@
-"""What every handler of the HTTP API shares: one JSON error shape, the bearer-token check, body
-and path parsing that answer 400 (not 500) to bad input, and the logging of request data.
+"""What every handler of the HTTP API shares: one JSON error shape, the access check (bearer
+tokens, read-only viewer tokens, browser sessions with their CSRF token), body and path parsing
+that answer 400 (not 500) to bad input, and the logging of request data.
 
 Errors always have one JSON shape: ``{"error": {"code": "...", "message": "..."}}`` (plus
 ``"findings"`` for invalid resource files). Core errors are translated here, once.
@@ -11,6 +12,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
@@ -24,6 +26,7 @@ from core.exceptions import (
     StoreError,
     SyncNotFound,
 )
+from core.web.sessions import COOKIE, CSRF_HEADER, Role, Session, Sessions, csrf_ok
 
 log = logging.getLogger(__name__)
 
@@ -143,17 +146,95 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(500, "internal", "internal error; see the core's log")
 
 
-def auth(prefixes: Sequence[str], tokens: Sequence[str]) -> Callable[..., Any]:
-    """The bearer-token check for paths under ``prefixes``."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def token_role(given: str, tokens: Sequence[str], viewer_tokens: Sequence[str]) -> Role | None:
+    """The role ``given`` grants (every token compared, in constant time), or None."""
+    raw = given.strip().encode()
+    operator = viewer = False
+    for t in tokens:
+        operator |= hmac.compare_digest(raw, t.encode())
+    for t in viewer_tokens:
+        viewer |= hmac.compare_digest(raw, t.encode())
+    if not raw:
+        return None
+    return Role.OPERATOR if operator else Role.VIEWER if viewer else None
+
+
+def same_origin(request: web.Request) -> bool:
+    """Whether the request's ``Origin`` (when it has one) is the core's own: the host and port
+    the browser asked for. A page of another site cannot send this (browsers set Origin)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+def session_of(request: web.Request, sessions: Sessions | None) -> tuple[str, Session] | None:
+    """The request's browser session (its id and record), from the cookie."""
+    if sessions is None:
+        return None
+    session_id = request.cookies.get(COOKIE, "")
+    session = sessions.find(session_id) if session_id else None
+    return (session_id, session) if session is not None else None
+
+
+def auth(
+    prefixes: Sequence[str],
+    tokens: Sequence[str],
+    viewer_tokens: Sequence[str] = (),
+    sessions: Sessions | None = None,
+) -> Callable[..., Any]:
+    """Who may call paths under ``prefixes``:
+
+    - ``Authorization: Bearer TOKEN``: a token of ``api_tokens`` may do anything; one of
+      ``viewer_tokens`` may read (GET, HEAD) and gets 403 for anything else; a wrong one 401;
+    - else a browser session cookie (``core.web``): its role as above, and a state-changing
+      request must also carry the session's CSRF token in ``X-Stackward-CSRF`` and, when it has
+      an ``Origin``, come from the core's own origin (403 otherwise);
+    - else 401.
+    """
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if any(request.path.startswith(p) for p in prefixes) and not bearer_ok(request, tokens):
+        if not any(request.path.startswith(p) for p in prefixes):
+            return await handler(request)
+        unsafe = request.method not in SAFE_METHODS
+        header = request.headers.get("Authorization")
+        role: Role | None = None
+        if header is not None:
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() == "bearer":
+                role = token_role(given, tokens, viewer_tokens)
+        else:
+            found = session_of(request, sessions)
+            if found is not None:
+                session_id, session = found
+                if unsafe and not csrf_ok(session_id, request.headers.get(CSRF_HEADER, "")):
+                    return error_response(
+                        403,
+                        "csrf",
+                        f"a state-changing request from a browser session needs the {CSRF_HEADER}"
+                        " header with the session's CSRF token (GET /auth/session)",
+                    )
+                if unsafe and not same_origin(request):
+                    return error_response(
+                        403, "cross_origin", "a state-changing request from another site"
+                    )
+                role = session.role
+        if role is None:
             return error_response(
                 401,
                 "unauthorized",
                 "missing or wrong bearer token: send Authorization: Bearer"
                 " TOKEN with a token from the core's api_tokens",
+            )
+        if role is Role.VIEWER and unsafe:
+            return error_response(
+                403,
+                "read_only",
+                "a viewer token reads only: this needs a token from the core's api_tokens",
             )
         return await handler(request)
 

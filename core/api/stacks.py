@@ -1,14 +1,15 @@
 """Stacks: what is desired, what was deployed, what runs.
 
-- ``GET /api/stacks``: every applied stack with its three states side by side: ``desired`` (the
-  commit it should run), ``recorded`` (its last deploy: status, commit, reason, the failed step
-  and last output lines), ``running`` (what the engine reported last), and ``converged`` with
-  the reasons when not;
+- ``GET /api/stacks``: the tier order (``tiers``) and every applied stack with its three states
+  side by side: ``desired`` (the commit it should run), ``recorded`` (its last deploy: status,
+  commit, reason, the failed step and last output lines), ``running`` (what the engine reported
+  last), and ``converged`` with the reasons when not;
 - ``GET /api/stacks/{name}``: the same for one stack, and its services as they run now (asked of
   its periphery): 200 when every service is healthy, 503 when not;
 - ``POST /api/stacks/{name}/deploy[?exclusive=true]``: deploy it (an intent, ``api``): 202 with the
   run that carries it, which may be one already waiting for the stack (requests that arrive while
   it is busy join one follow-up). ``exclusive=true``: this exact run or nothing (409 when busy);
+- ``GET /api/stacks/{name}/deploys[?limit=N]``: its deploys, newest first (20 unless told);
 - ``GET /api/reconcile``: every stack's verdict and a summary; ``POST /api/reconcile``: deploy what
   is not converged now (what ``reconcile = "auto"`` does by itself);
 - ``GET /status/NAME``: a short answer for uptime monitors (Uptime Kuma's HTTP monitor): 200
@@ -24,7 +25,7 @@ import anyio.to_thread
 import msgspec
 from aiohttp import web
 
-from core.api.http import bearer_ok, error_response, json_response
+from core.api.http import bearer_ok, error_response, json_response, query_int
 from core.api.state import parts
 from core.exceptions import CoreError
 from core.parts import Core
@@ -90,7 +91,8 @@ async def list_stacks(request: web.Request) -> web.Response:
         view["desired"]["commit"] = desired.get(name, "")
         view["images"] = core.updates.view(name) if core.updates is not None else None
         stacks.append(view)
-    return json_response({"stacks": stacks})
+    tiers = await anyio.to_thread.run_sync(core.store.tiers)
+    return json_response({"stacks": stacks, "tiers": tiers})
 
 
 async def stack_status(request: web.Request) -> web.Response:
@@ -204,6 +206,14 @@ async def deploy(request: web.Request) -> web.Response:
     return json_response(body, 202)
 
 
+async def history(request: web.Request) -> web.Response:
+    core = parts(request)
+    name = request.match_info["name"]
+    limit = query_int(request, "limit", 20, minimum=1)
+    deploys = await anyio.to_thread.run_sync(core.records.history, name, min(limit, 500))
+    return json_response({"stack": name, "deploys": deploys})
+
+
 async def reconcile_view(request: web.Request) -> web.Response:
     core = parts(request)
     verdicts = await anyio.to_thread.run_sync(_verdicts, core)
@@ -230,6 +240,7 @@ def routes(router: web.UrlDispatcher) -> None:
     router.add_get("/api/stacks", list_stacks)
     router.add_get("/api/stacks/{name}", stack_status)
     router.add_post("/api/stacks/{name}/deploy", deploy)
+    router.add_get("/api/stacks/{name}/deploys", history)
     router.add_get("/api/reconcile", reconcile_view)
     router.add_post("/api/reconcile", reconcile_now)
     router.add_get("/status/{name}", public_status)

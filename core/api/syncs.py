@@ -4,7 +4,9 @@
 - ``GET /api/syncs``: the syncs;
 - ``POST /api/syncs/{name}/plan``: a plan (201), with each stack to deploy and why;
 - ``POST /api/syncs/{name}/apply`` ``{"plan_id": "..."}``: apply it; the answer names the intent
-  and the run that carries each deploy;
+  and the run that carries each deploy. With ``"if_unchanged": true`` (the dashboard's Apply)
+  the sync is planned again first and a plan that differs from the one shown is refused (409
+  ``plan_changed``, the new plan under ``error.plan``) instead of applied;
 - ``GET /api/plans/{id}``.
 """
 
@@ -16,13 +18,19 @@ import anyio.to_thread
 import msgspec
 from aiohttp import web
 
-from core.api.http import body_as, json_response
+from core.api.http import body_as, error_response, json_response
 from core.api.state import parts
 from core.plan.models import Plan
 
 
 class ApplyBody(msgspec.Struct, frozen=True):
     plan_id: str
+    if_unchanged: bool = False
+
+
+def _substance(plan: Plan) -> Any:
+    """What a plan would do: its changes and the stacks it deploys (not its id or time)."""
+    return (msgspec.to_builtins(plan.changes), sorted(d.stack for d in plan.deploys))
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -69,7 +77,18 @@ async def apply(request: web.Request) -> web.Response:
             'the body must name the plan to apply: {"plan_id": "..."}; make one'
             f" with POST /api/syncs/{name}/plan"
         )
-    applied = await parts(request).runner.apply(name, body.plan_id)
+    core = parts(request)
+    if body.if_unchanged:
+        shown = await anyio.to_thread.run_sync(core.store.get_plan, body.plan_id)
+        fresh = await core.runner.plan(name)
+        if _substance(fresh) != _substance(shown):
+            return error_response(
+                409,
+                "plan_changed",
+                f"the plan changed since plan {body.plan_id} was made: review plan {fresh.id}",
+                plan=plan_json(fresh),
+            )
+    applied = await core.runner.apply(name, body.plan_id)
     return json_response({"plan": plan_json(applied.plan), **applied.answer()})
 
 

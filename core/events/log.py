@@ -58,6 +58,16 @@ class EventLog:
             ).fetchall()
         return [Event(int(i), float(t), str(k), str(r), bytes(d)) for i, t, k, r, d in rows]
 
+    def latest(self, kinds: Sequence[str]) -> dict[str, float]:
+        """The time of the newest event of ``kinds``, per resource (one scan, newest first)."""
+        marks = ",".join("?" * len(kinds))
+        with self.store.read() as db:
+            rows = db.execute(
+                f"SELECT resource, MAX(time) FROM events WHERE kind IN ({marks}) GROUP BY resource",
+                tuple(kinds),
+            ).fetchall()
+        return {str(r): float(t) for r, t in rows}
+
     def prune(self, keep: int, max_age: float, now: float | None = None) -> int:
         """Delete events beyond the newest ``keep`` and older than ``max_age`` seconds."""
         now = time.time() if now is None else now

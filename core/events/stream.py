@@ -10,10 +10,13 @@ Query parameters (all optional)::
     lag=report        when the subscriber's queue overflows: a "lagged" message naming the ids
                       it missed, then the stream goes on (default); lag=close: close with 1013
 
-Authentication: ``Authorization: Bearer TOKEN``, or (browsers cannot set headers on a
-websocket) the token as the first message, as ``{"token": "..."}`` or the bare token, within
-``AUTH_DEADLINE`` seconds; a request with an ``Origin`` header is refused unless the origin is in
-the core's ``event_origins``. Failures: 401 before the upgrade, close code 4401 after; past 20
+Authentication: ``Authorization: Bearer TOKEN``, or the dashboard's session cookie (checked by
+the ``session_ok`` given), or (browsers cannot set headers on a websocket) the token as the first
+message, as ``{"token": "..."}`` or the bare token, within ``AUTH_DEADLINE`` seconds; viewer
+tokens may read the stream too. A request with an ``Origin`` header is refused unless the origin
+is the core's own (the dashboard's page) or in the core's ``event_origins``.
+
+Failures: 401 before the upgrade, close code 4401 after; past 20
 failures a minute from one address a wrong token gets 429 until the window has room; a right
 token always passes (the address may be shared: NAT, a proxy).
 
@@ -32,8 +35,9 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import msgspec
@@ -113,6 +117,12 @@ def parse_query(query: Any) -> StreamOptions:
     )
 
 
+def _own_origin(request: web.Request, origin: str) -> bool:
+    """The page's origin is the core's own (the dashboard at ``/``): its host and port are the
+    ones the browser connected to."""
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
 def token_ok(given: str, tokens: Sequence[str]) -> bool:
     ok = False
     raw = given.strip().encode()
@@ -137,7 +147,9 @@ class EventStream:
         queue: int,
         limiter: AuthFailureLimiter | None = None,
         send_timeout: float = SEND_TIMEOUT,
+        session_ok: Callable[[web.Request], bool] | None = None,
     ) -> None:
+        self.session_ok = session_ok
         self.send_timeout = send_timeout
         self.bus = bus
         self.tokens = list(tokens)
@@ -157,7 +169,7 @@ class EventStream:
         except BadQuery as exc:
             return error_response(400, "bad_request", str(exc))
         origin = request.headers.get("Origin")
-        if origin is not None and origin not in self.origins:
+        if origin is not None and origin not in self.origins and not _own_origin(request, origin):
             log.warning("events: refused origin %r from %s", origin, request.remote)
             return error_response(
                 403, "origin_not_allowed", "this Origin is not in the core's event_origins"
@@ -172,9 +184,10 @@ class EventStream:
                     429, "too_many_failures", "too many failed logins from here; try again later"
                 )
             return error_response(401, "unauthorized", "missing or wrong bearer token")
+        by_cookie = header is None and self.session_ok is not None and self.session_ok(request)
         ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=MAX_CLIENT_MESSAGE)
         await ws.prepare(request)
-        if header is None and not await self._first_message_token(ws):
+        if header is None and not by_cookie and not await self._first_message_token(ws):
             self._failed(request)
             await ws.close(code=AUTH_FAILED, message=b"authentication failed")
             return ws

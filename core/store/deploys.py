@@ -356,6 +356,30 @@ class DeployRecords:
         )
         return {r[1]: dict(zip(keys, r, strict=True)) for r in rows}
 
+    def history(self, stack: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A stack's newest deploys first (without steps or output), at most ``limit``."""
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT d.id, d.run_id, d.status, d.commit_id, d.reason, d.started_at,"
+                " d.finished_at, d.failed_step, r.source, r.trigger FROM deploys d"
+                " JOIN deploy_runs r ON r.id = d.run_id WHERE d.stack = ?"
+                " ORDER BY d.id DESC LIMIT ?",
+                (stack, limit),
+            ).fetchall()
+        keys = (
+            "id",
+            "run",
+            "status",
+            "commit",
+            "reason",
+            "started_at",
+            "finished_at",
+            "failed_step",
+            "source",
+            "trigger",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
     def ever_healthy(self) -> set[str]:
         """The stacks that have been deployed healthy at least once."""
         with self.store.read() as db:
