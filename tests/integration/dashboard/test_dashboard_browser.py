@@ -240,7 +240,14 @@ def test_a_core_restart_mid_page_reconnects_and_catches_up_with_no_gap(
     page.locator("#f-kind").fill("deploy")
     page.locator("#f-stack").fill(lab.name("cache"))
     page.locator("#f-stack").press("Enter")
-    page.locator("ol.events li[data-kind='deploy.finished']").last.wait_for()
+    # The filtered list replaces the whole one: wait for it, not for a row of the old list.
+    page.wait_for_function(
+        """() => {
+            const rows = [...document.querySelectorAll("ol.events li")];
+            return rows.some((e) => e.dataset.kind === "deploy.finished")
+                && rows.every((e) => e.dataset.kind.startsWith("deploy"));
+        }"""
+    )
     assert urllib.parse.unquote(page.url).endswith(f"kind=deploy&stack={lab.name('cache')}")
     kinds = set(rows.evaluate_all("(els) => els.map((e) => e.dataset.kind)"))
     resources = set(rows.locator(".res").all_inner_texts())
