@@ -25,24 +25,14 @@ from aiohttp import web
 from tests.engine.fixtures import docker
 from tests.integration.deploys.test_core_deploys import Core, core
 from tests.support.events import watch
+from tests.support.homelab import COMPOSE_STACK, IMAGE
 from tests.support.processes import toml_value
 
 pytestmark = [pytest.mark.docker, pytest.mark.anyio]
 
 __all__ = ["core"]
 
-GOOD = """services:
-  web:
-    image: stackward-test/busybox:1
-    init: true
-    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
-    stop_grace_period: 1s
-    healthcheck:
-      test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/"]
-      interval: 250ms
-      timeout: 2s
-      retries: 8
-"""
+GOOD = COMPOSE_STACK.format(image=IMAGE)
 
 
 @dataclass
