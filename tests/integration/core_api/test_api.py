@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ class Core:
         self, method: str, path: str, token: str | None = TOKEN, **kw: Any
     ) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers |= kw.pop("headers", {})
         async with self.session.request(method, self.url + path, headers=headers, **kw) as r:
             return r.status, await r.json()
 
@@ -278,3 +280,39 @@ async def test_two_applies_racing_over_http_one_wins(core: Core) -> None:
     web_dir = next(r for r in listing["resources"] if r["name"] == "web")["config"]["run_directory"]
     assert web_dir == ("stacks/web" if winner == first["id"] else "stacks/www")
     assert listing["revision"] == 1
+
+
+async def test_deep_json_and_huge_ids_are_400_not_500(core: Core) -> None:
+    """Issue 12, item 6: deep JSON and ids SQLite cannot hold are the caller's mistake."""
+    deep = b"[" * 2000 + b"]" * 2000  # under max_body_bytes (4096 here), far over the depth
+    for path in ("/api/syncs/local/apply", "/auth/login"):
+        json = {"Content-Type": "application/json"}
+        status, body = await core.call("POST", path, data=deep, headers=json)
+        assert status == 400, (path, body)
+        assert body["error"]["code"] == "bad_request", (path, body)
+    huge = "1" * 30
+    paths = ("/api/runs/", "/api/deploys/", "/api/intents/")
+    for path in [p + huge for p in paths] + [f"/api/deploys/{huge}/log"]:
+        status, body = await core.call("GET", path)
+        assert status == 400, (path, body)
+        assert "below 2^63" in body["error"]["message"]
+
+
+async def test_control_characters_in_a_request_cannot_forge_a_log_line(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 12, item 6: a ``%0A`` in the path or a header is escaped in the log line."""
+    caplog.set_level(logging.DEBUG)
+    forged = "x%0A2026-11-30 12:00:00 INFO core: FORGED%0D%1B[31m"
+    async with core.session.post(
+        f"{core.url}/listener/github/stack/{forged}/deploy",
+        data=b'{"ref": "refs/heads/main"}',
+        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+    ) as r:
+        assert r.status in (401, 404)
+    status, _ = await core.call("GET", "/api/stacks/web%0AFORGED")
+    assert status == 404
+    messages = [rec.getMessage() for rec in caplog.records]
+    assert any("webhook" in m for m in messages), messages  # the refusal was logged...
+    for m in messages:  # ...and no record holds a line break or an escape of the request's
+        assert "\n" not in m and "\r" not in m and "\x1b" not in m, m
