@@ -64,7 +64,15 @@ start_engine() {
     if ! pgrep -x dockerd >/dev/null; then
         say "starting dockerd (log: $LOG)"
         mkdir -p "$(dirname "$LOG")"
-        setsid nohup dockerd >>"$LOG" 2>&1 </dev/null &
+        # The engine outlives this script: it must not keep a descriptor it inherited (a lock
+        # the caller holds while the tests run, say), so every one above stderr is closed.
+        (
+            for fd in /proc/$BASHPID/fd/*; do
+                fd=${fd##*/}
+                [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+            done
+            exec setsid nohup dockerd >>"$LOG" 2>&1 </dev/null
+        ) &
     fi
     local end=$((SECONDS + DEADLINE_S))
     until engine_up; do
