@@ -270,8 +270,15 @@ class StackDeployer:
 
     # ------------------------------------------------------------------------------ deploy
 
-    async def deploy(self, ref: DeployRef, prepared: Prepared, ctx: RunContext) -> str:
-        """Deploy the stack; return the commit deployed. Raises ``StackFailed`` (recorded)."""
+    async def deploy(
+        self,
+        ref: DeployRef,
+        prepared: Prepared,
+        ctx: RunContext,
+        waiting: Callable[[], None] | None = None,
+    ) -> str:
+        """Deploy the stack; return the commit deployed. Raises ``StackFailed`` (recorded).
+        ``waiting`` is called when only the health gate is left (the run's slot is free)."""
         plan, job = prepared.plan, prepared.job
         masker = deploy_masker(prepared.masker, job)
         recorder = _Recorder(self, ref, job.name, masker)
@@ -321,7 +328,7 @@ class StackDeployer:
                 job = replace(job, env={**env, **job.env})
             if plan.repo is not None:
                 await self._sync_repo(job, plan, recorder, ctx)
-            commit = await deploy_stack(channel, job, recorder, Fence(job.name, token))
+            commit = await deploy_stack(channel, job, recorder, Fence(job.name, token), waiting)
             outcome = ("healthy", "", commit)
         except StackFailed as exc:
             await recorder.end_streams()

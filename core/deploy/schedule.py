@@ -51,7 +51,24 @@ class StackFailed(Exception):
     """Raised by a ``deploy`` callable: the stack did not become healthy (the message says why)."""
 
 
-Deploy = Callable[[str], Awaitable[None]]
+class Turn:
+    """A stack's turn among the ``limit`` deploys that work at once. A deploy gives it back
+    when all it has left is waiting (its health gate), so that the next stack's commands start
+    while this one's services come up, as ``docker stack deploy`` of a tier at once does; else
+    it is given back when the deploy ends. Releasing twice is a no-op."""
+
+    def __init__(self, limiter: anyio.CapacityLimiter, owner: object) -> None:
+        self._limiter = limiter
+        self._owner = owner
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._limiter.release_on_behalf_of(self._owner)
+
+
+Deploy = Callable[[str, Turn], Awaitable[None]]
 Notify = Callable[[StackOutcome], Awaitable[None]]
 # A stack outside the targets: wait while it is being deployed elsewhere; its failure, or None.
 External = Callable[[str], Awaitable[str | None]]
@@ -133,15 +150,19 @@ async def run_graph(
         return sorted(ready)
 
     async def one(name: str) -> None:
-        async with limiter:
-            started = time.monotonic()
-            try:
-                await deploy(name)
-            except StackFailed as exc:
-                outcome = StackOutcome(name, Status.FAILED, str(exc), started, time.monotonic())
-                blocked_by[name] = {name}
-            else:
-                outcome = StackOutcome(name, Status.HEALTHY, "", started, time.monotonic())
+        owner = object()
+        await limiter.acquire_on_behalf_of(owner)
+        turn = Turn(limiter, owner)
+        started = time.monotonic()
+        try:
+            await deploy(name, turn)
+        except StackFailed as exc:
+            outcome = StackOutcome(name, Status.FAILED, str(exc), started, time.monotonic())
+            blocked_by[name] = {name}
+        else:
+            outcome = StackOutcome(name, Status.HEALTHY, "", started, time.monotonic())
+        finally:
+            turn.release()
         outcomes[name] = outcome
         running.discard(name)
         done.add(name)

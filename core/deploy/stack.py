@@ -14,6 +14,7 @@ sends are built by the pure functions below (the Komodo table test checks them r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -255,10 +256,14 @@ async def run_step(
 
 
 async def deploy_stack(
-    channel: CoreChannel, job: StackJob, recorder: StepRecorder, fence: Fence | None = None
+    channel: CoreChannel,
+    job: StackJob,
+    recorder: StepRecorder,
+    fence: Fence | None = None,
+    waiting: Callable[[], None] | None = None,
 ) -> str:
     """Run every step; return the full commit deployed ("" for a stack not from git).
-    Raises ``StackFailed``."""
+    ``waiting`` is called when only the health gate is left. Raises ``StackFailed``."""
     secrets = secret_commands(job)
     for index, secret in enumerate(secrets):
         step = "secrets" if len(secrets) == 1 else f"secrets[{index}]"
@@ -273,5 +278,7 @@ async def deploy_stack(
     for step, command in command_steps(job, "post_deploy", fence):
         await run_step(channel, job, step, command, recorder)
     if job.health_wait:
+        if waiting is not None:
+            waiting()
         await run_step(channel, job, "health", health_command(job, fence), recorder)
     return commit

@@ -42,7 +42,14 @@ import msgspec
 
 from core.deploy.deployer import DeployRef, Prepared, RunContext, StackDeployer, durably
 from core.deploy.jobs import JobError
-from core.deploy.schedule import DEFAULT_PARALLEL, StackFailed, StackOutcome, Status, run_graph
+from core.deploy.schedule import (
+    DEFAULT_PARALLEL,
+    StackFailed,
+    StackOutcome,
+    Status,
+    Turn,
+    run_graph,
+)
 from core.events.bus import EventBus
 from core.events.model import DeployFinished, IntentRecorded, Kind
 from core.exceptions import CoreError, StoreError
@@ -455,7 +462,7 @@ class Reconciler:
             log.warning("run %s: %s: %s", run.id, name, exc)
             return None
 
-    async def _deploy_one(self, run: _Run, ctx: RunContext, name: str) -> None:
+    async def _deploy_one(self, run: _Run, ctx: RunContext, name: str, turn: Turn) -> None:
         slot = self._slot(name)
         while slot.running is not None and slot.running is not run:
             await slot.idle.wait()  # an earlier run still deploys it
@@ -488,7 +495,7 @@ class Reconciler:
             if name in run.pulls:
                 prepared = await self._pulling(run, name, prepared)
             try:
-                await self.deployer.deploy(ref, prepared, ctx)
+                await self.deployer.deploy(ref, prepared, ctx, turn.release)
             except StackFailed:
                 run.results[name] = "failed"
                 raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,13 @@ class HeldDeployer:
         self.deploys: list[tuple[int, str]] = []  # (run, stack), in start order
         self.overlaps = 0
 
-    async def deploy(self, ref: DeployRef, prepared: Prepared, ctx: RunContext) -> str:
+    async def deploy(
+        self,
+        ref: DeployRef,
+        prepared: Prepared,
+        ctx: RunContext,
+        waiting: Callable[[], None] | None = None,
+    ) -> str:
         stack = str(prepared.job)
         if stack in self.in_flight:
             self.overlaps += 1

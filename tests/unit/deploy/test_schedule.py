@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
 from core.dependency_graph import stack_graph
-from core.deploy.schedule import StackFailed, Status, run_graph
+from core.deploy.schedule import StackFailed, Status, Turn, run_graph
 
 pytestmark = pytest.mark.anyio
 
@@ -23,23 +25,40 @@ STACKS = [
 
 
 class Recorder:
-    def __init__(self, fail: set[str] = frozenset(), delay: float = 0.02) -> None:  # type: ignore[assignment]
+    def __init__(
+        self,
+        fail: set[str] = frozenset(),  # type: ignore[assignment]
+        delay: float = 0.02,
+        gate: float = 0.0,
+    ) -> None:
         self.fail = fail
-        self.delay = delay
+        self.delay = delay  # working (the commands)
+        self.gate = gate  # then only waiting (the health gate), its turn given back
         self.events: list[tuple[str, str]] = []
         self.running = 0
         self.max_running = 0
+        self.working = 0
+        self.max_working = 0
 
-    async def __call__(self, name: str) -> None:
+    async def __call__(self, name: str, turn: Turn) -> None:
         self.events.append(("start", name))
         self.running += 1
+        self.working += 1
         self.max_running = max(self.max_running, self.running)
+        self.max_working = max(self.max_working, self.working)
         try:
             await anyio.sleep(self.delay)
+            if self.gate:
+                self.working -= 1
+                turn.release()
+                turn.release()  # twice is a no-op
+                await anyio.sleep(self.gate)
+                self.working += 1
             if name in self.fail:
                 raise StackFailed(f"{name} is unhealthy")
         finally:
             self.running -= 1
+            self.working -= 1
             self.events.append(("end", name))
 
     def index(self, kind: str, name: str) -> int:
@@ -86,6 +105,20 @@ async def test_the_parallel_bound_holds() -> None:
     deploy = Recorder(delay=0.05)
     await run_graph(graph, [s[0] for s in stacks], deploy, limit=3)
     assert deploy.max_running == 3
+
+
+async def test_the_bound_is_on_work_and_a_stack_waiting_for_health_gives_its_turn_back() -> None:
+    """As the docker-CLI floor deploys a tier (16 ``docker stack deploy`` at once, then one wait
+    for health), the limit bounds the stacks whose commands run, not those that only wait."""
+    stacks = [(f"s{i}", "", []) for i in range(12)]
+    graph = stack_graph(stacks, [])
+    deploy = Recorder(delay=0.02, gate=0.3)
+    started = time.monotonic()
+    await run_graph(graph, [s[0] for s in stacks], deploy, limit=3)
+    took = time.monotonic() - started
+    assert deploy.max_working <= 3
+    assert deploy.max_running == 12  # every gate waits at once
+    assert took < 0.3 + 4 * 0.02 + 0.25, took  # not 4 rounds of 0.32 s
 
 
 async def test_a_cycle_is_refused_before_anything_runs() -> None:

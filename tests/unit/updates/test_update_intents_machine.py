@@ -15,6 +15,7 @@ file. Checked for every deploy that started:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -48,7 +49,13 @@ class RecordingDeployer(base.HeldDeployer):
         super().__init__(records)
         self.jobs: dict[tuple[int, str], tuple[bool, tuple[str, ...], Any]] = {}
 
-    async def deploy(self, ref: DeployRef, prepared: Prepared, ctx: RunContext) -> str:
+    async def deploy(
+        self,
+        ref: DeployRef,
+        prepared: Prepared,
+        ctx: RunContext,
+        waiting: Callable[[], None] | None = None,
+    ) -> str:
         job = prepared.job
         last = await anyio.to_thread.run_sync(self.records.last_finished, job.name)
         self.jobs[(ref.run_id, job.name)] = (job.pull, job.services, last)
