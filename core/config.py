@@ -24,7 +24,7 @@
                                      # failure's backoff, every reconcile_interval); manual: only
                                      # when asked (apply, deploy, POST /api/reconcile)
     reconcile_interval = 60          # seconds between reconcile passes (auto)
-    deploy_parallel = 16             # stacks deployed at once (within a tier's order)
+    deploy_parallel = 16             # stacks whose commands run at once (health gates wait aside)
     event_send_timeout = 30          # a subscriber that takes no event for this long is dropped
     viewer_tokens = ["..."]          # read-only tokens (the dashboard's viewers): GET only
     viewer_tokens_file = "/etc/stackward/viewers"  # one token a line, '#' comments
@@ -136,7 +136,7 @@ class CoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     drift_window: float = 3600.0
     reconcile: str = "auto"
     reconcile_interval: float = 60.0
-    deploy_parallel: int = 16  # stacks of a run deployed at once (a tier's, as far as it goes)
+    deploy_parallel: int = 16  # stacks of a run whose commands run at once (not their gates)
     event_send_timeout: float = 30.0
     pre_deploy_timeout: float = 300.0  # seconds a stack's pre_deploy command may run
     post_deploy_timeout: float = 300.0  # seconds a stack's post_deploy command may run

@@ -1,14 +1,15 @@
 """Running a set of stacks through the dependency graph (tiers and ``after``).
 
 A stack starts as soon as everything it waits for has finished healthy: the stacks of a tier run
-in parallel (at most ``limit`` at once), a tier starts only when every stack of the tier before is
+in parallel (at most ``limit`` working at once: a stack that only waits for its health gate
+gives its :class:`Turn` back), a tier starts only when every stack of the tier before is
 healthy (the graph's tier barriers), and a failure stops exactly its dependents, each reported
 ``skipped`` with every stack whose failure stopped it, while independent branches go on.
 
 Stacks outside ``targets`` are taken as deployed (they satisfy what waits for them), unless
 ``external(name)`` says otherwise: the reconciler passes one that waits while another run deploys
 that stack, and answers why it failed. The scheduler does no I/O of its own: it calls
-``deploy(name)`` and records what came back.
+``deploy(name, turn)`` and records what came back.
 """
 
 from __future__ import annotations
