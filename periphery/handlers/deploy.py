@@ -16,6 +16,7 @@ from periphery.exceptions import (
 )
 from periphery.fences import FenceBook
 from periphery.ops import commands, compose, health, images, repo, stack_control, swarm, write
+from periphery.ops.swarm_look import SwarmLook
 from periphery.ops.verdict import State, Verdict
 from periphery.paths import STATE, StackPaths, stack_paths
 from protocol.messages import (
@@ -81,6 +82,7 @@ class DeployHandlers:
     def __init__(self, config: LoadedConfig) -> None:
         self.root = config.root
         self.fences = FenceBook(config.root / STATE / "fences.json")
+        self.swarm_look = SwarmLook()  # one look at the swarm for the gates waiting at once
 
     def _stale(self, fence: Fence | None) -> Outcome | None:
         if self.fences.admit(fence):
@@ -171,17 +173,21 @@ class DeployHandlers:
             case StackControl():
                 await stack_control.stack_control(self.root, command, emit)
             case WaitHealthy():
-                gate = (
-                    health.wait_swarm_healthy
-                    if command.mode is DeployMode.SWARM
-                    else health.wait_compose_healthy
-                )
-                verdicts = await gate(
-                    command.name,
-                    ignore_services=command.ignore_services,
-                    time_limit=command.timeout,
-                    emit=emit,
-                )
+                if command.mode is DeployMode.SWARM:
+                    verdicts = await health.wait_swarm_healthy(
+                        command.name,
+                        ignore_services=command.ignore_services,
+                        time_limit=command.timeout,
+                        emit=emit,
+                        look=self.swarm_look,
+                    )
+                else:
+                    verdicts = await health.wait_compose_healthy(
+                        command.name,
+                        ignore_services=command.ignore_services,
+                        time_limit=command.timeout,
+                        emit=emit,
+                    )
                 return _report(verdicts)
         return None
 

@@ -24,6 +24,7 @@ import anyio
 
 from periphery.exceptions import HealthGateFailed
 from periphery.ops import health_compose, health_swarm
+from periphery.ops.swarm_look import Obj, SwarmLook
 from periphery.ops.verdict import Rules, State, Verdict, ignored, now, summary
 from periphery.process import Emit, discard, note
 
@@ -103,6 +104,7 @@ async def _gate(
     emit: Emit,
     poll: float,
     docker: aiodocker.Docker | None,
+    poll_max: float = POLL_MAX,
 ) -> list[Verdict]:
     started = now()
     verdicts: list[Verdict] | None = None
@@ -131,7 +133,7 @@ async def _gate(
                     await note(emit, f"healthy after {elapsed:.1f}s: {summary(verdicts)}")
                     return verdicts
                 await anyio.sleep(poll)
-                poll = min(poll * POLL_GROWTH, max(poll, POLL_MAX))
+                poll = min(poll * POLL_GROWTH, max(poll, poll_max))
         if failed:
             head = f"{what} is not healthy:"
         else:
@@ -146,21 +148,43 @@ async def _gate(
     raise HealthGateFailed(message)
 
 
-def swarm_check(
-    name: str, ignore_services: Sequence[str], since: datetime | None, rules: Rules
-) -> Check:
-    """One look at stack ``name``: a verdict per service, or None when nothing of it exists."""
+def _labels(service: Obj) -> Mapping[str, str]:
+    return (service.get("Spec") or {}).get("Labels") or {}
 
-    async def check(client: aiodocker.Docker, started: datetime) -> list[Verdict] | None:
+
+def swarm_check(
+    name: str,
+    ignore_services: Sequence[str],
+    since: datetime | None,
+    rules: Rules,
+    look: SwarmLook | None = None,
+) -> Check:
+    """One look at stack ``name``: a verdict per service, or None when nothing of it exists.
+    With ``look``, the services and tasks come from the look shared by the gates waiting now,
+    never from one that began before this check's first call."""
+    first: list[float] = []
+
+    async def fetch(client: aiodocker.Docker) -> tuple[Sequence[Obj], Sequence[Obj]]:
+        if look is not None:
+            if not first:
+                first.append(anyio.current_time())
+            every, all_tasks = await look.get(client, first[0])
+            mine = [s for s in every if _labels(s).get(STACK_LABEL) == name]
+            ids = {s["ID"] for s in mine}
+            return mine, [t for t in all_tasks if t.get("ServiceID") in ids]
         services = await client.services.list(filters={"label": f"{STACK_LABEL}={name}"})
         if not services:
+            return [], []
+        tasks = await client.tasks.list(filters={"service": [s["ID"] for s in services]})
+        return services, tasks
+
+    async def check(client: aiodocker.Docker, started: datetime) -> list[Verdict] | None:
+        found, tasks = await fetch(client)
+        if not found:
             return None
-        services = [s for s in services if not ignored(s["Spec"]["Name"], name, ignore_services)]
+        services = [s for s in found if not ignored(s["Spec"]["Name"], name, ignore_services)]
         if not services:
             return []
-        tasks: list[Mapping[str, Any]] = await client.tasks.list(
-            filters={"service": [s["ID"] for s in services]}
-        )
         at = now()
         return [
             health_swarm.evaluate_service(
@@ -225,11 +249,14 @@ async def wait_swarm_healthy(
     emit: Emit = discard,
     poll: float = POLL,
     docker: aiodocker.Docker | None = None,
+    look: SwarmLook | None = None,
 ) -> list[Verdict]:
     """Wait until every service of stack ``name`` (but ``ignore_services``, short or full names)
     is ready. ``since``: when the deploy started (failures before it do not count; default: now).
+    With ``look`` (shared by the gates waiting at once) it polls at ``poll`` throughout: the
+    engine answers one look per poll for all of them.
     """
-    check = swarm_check(name, ignore_services, since, rules)
+    check = swarm_check(name, ignore_services, since, rules, look)
 
     return await _gate(
         f"stack {name!r}",
@@ -239,6 +266,7 @@ async def wait_swarm_healthy(
         emit=emit,
         poll=poll,
         docker=docker,
+        poll_max=poll if look is not None else POLL_MAX,
     )
 
 
