@@ -26,7 +26,7 @@ from core.events.model import CoreStarted, Kind, ResourcesLoaded
 from core.exceptions import ConfigError
 from core.store import Store
 from protocol.admission import AdmissionLimits
-from protocol.guard import ConnectionGuard, GuardedRunner
+from protocol.guard import ConnectionGuard, GuardedRunner, listen_backlog
 from protocol.keys import PrivateKey
 from protocol.memory import keep_large_buffers
 
@@ -90,7 +90,7 @@ async def _serve_app(
     runner = GuardedRunner(app, guard, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port)
+        site = web.TCPSite(runner, config.host, config.port, backlog=listen_backlog())
         await site.start()
         port = int(runner.addresses[0][1]) if runner.addresses else config.port
         log.info("core listening on %s:%s (data in %s)", config.host, port, config.data_dir)

@@ -25,7 +25,7 @@ from periphery.ops.dockercli import log_capabilities, probe
 from protocol.admission import AdmissionLimits
 from protocol.backoff import Backoff
 from protocol.connect import Acceptor, Authenticated, DialFailed, cert_sha256_from_pem, dial
-from protocol.guard import ConnectionGuard, GuardedRunner
+from protocol.guard import ConnectionGuard, GuardedRunner, listen_backlog
 from protocol.keys import PrivateKey, PublicKey
 from protocol.messages import Role
 from protocol.ratelimit import AuthFailureLimiter
@@ -116,6 +116,7 @@ class Agent:
             self.config.listen_host,
             self.config.listen_port,
             ssl_context=self._server_ssl(),
+            backlog=listen_backlog(),
         )
         try:
             await site.start()

@@ -11,13 +11,19 @@ some bytes, the websocket upgrade, a handshake message), and among those the one
 stuck at its stage the longest. A real peer moves through the stages in milliseconds, so it is
 never the one stuck longest at the lowest stage while a flood holds connections open; idle
 sockets go first, then connections that upgraded and stalled.
+
+Progress is what the peer sent, not what the server got round to reading: a busy listener
+accepts a batch of connections before it reads any of them, and a real peer's request already
+waiting in its socket must not make it look idle. So before a connection that has received
+nothing is evicted, the caller's ``has_bytes`` is asked (a zero-timeout poll of the socket); a
+connection with bytes waiting moves to ``RECEIVING`` and another victim is sought.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -88,24 +94,41 @@ class Admission:
         queues = self._by_address.get(address)
         return queues.count if queues is not None else 0
 
-    def admit(self, key: Hashable, address: str, now: float) -> list[Hashable]:
+    def admit(
+        self,
+        key: Hashable,
+        address: str,
+        now: float,
+        has_bytes: Callable[[Hashable], bool] | None = None,
+    ) -> list[Hashable]:
         """Track a new connection; return the connections to close to stay within the caps
-        (least progress first, then stuck longest; never the new one)."""
+        (least progress first, then stuck longest; never the new one). ``has_bytes(key)``
+        says whether a connection that has received nothing has bytes waiting (it then counts
+        as receiving and is not evicted for being idle)."""
         evict: list[Hashable] = []
         mine = self._by_address.get(address)
         while mine is not None and mine.count >= self.limits.per_address:
-            victim = mine.first_to_evict()
+            victim = self._victim(mine, has_bytes)
             self.release(victim)
             evict.append(victim)
             mine = self._by_address.get(address)
         while self._all.count >= self.limits.total:
-            victim = self._all.first_to_evict()
+            victim = self._victim(self._all, has_bytes)
             self.release(victim)
             evict.append(victim)
         self._entries[key] = _Entry(address, now)
         self._all.add(key, Stage.ACCEPTED)
         self._by_address.setdefault(address, _Queues()).add(key, Stage.ACCEPTED)
         return evict
+
+    def _victim(self, queues: _Queues, has_bytes: Callable[[Hashable], bool] | None) -> Hashable:
+        while True:  # ends: each pass moves one connection out of ACCEPTED for good
+            victim = queues.first_to_evict()
+            if has_bytes is None or self._entries[victim].stage is not Stage.ACCEPTED:
+                return victim
+            if not has_bytes(victim):
+                return victim
+            self.advance(victim, Stage.RECEIVING)
 
     def advance(self, key: Hashable, stage: Stage) -> None:
         """The connection got to ``stage`` (a lower or equal one changes nothing)."""

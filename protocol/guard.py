@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import resource
+import select
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
@@ -35,6 +37,19 @@ GUARD_KEY: Any = (
     else "stackward.connection_guard"
 )
 """Where a handshake path's request carries its ``ConnectionGuard``."""
+
+
+def listen_backlog() -> int:
+    """The guarded listeners' accept queue: up to 1024 (aiohttp's default is 128: while a flood
+    keeps that full, the kernel drops a real peer's SYN and its retry comes a second later, past
+    a short connect timeout), but no more than half the descriptors the process may open: what
+    waits beyond those cannot be accepted, and after "too many open files" asyncio accepts
+    again only a second later, so a long queue of dead connections would keep a real peer
+    waiting. Admission, not the queue, bounds what unauthenticated peers hold."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(128, min(1024, soft // 2))
 
 
 class _Watched(asyncio.Protocol):
@@ -75,6 +90,20 @@ class _Watched(asyncio.Protocol):
         self._inner.resume_writing()
 
 
+def _has_bytes(transport: Any) -> bool:
+    """Whether the connection's socket has bytes (or its end) waiting to be read: a
+    zero-timeout poll, no read."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 class ConnectionGuard:
     """Watches one listener's connections until each authenticates or is released."""
 
@@ -93,7 +122,7 @@ class ConnectionGuard:
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         now = time.monotonic()
-        for old in self.admission.admit(transport, address, now):
+        for old in self.admission.admit(transport, address, now, _has_bytes):
             self._drop(old)  # type: ignore[arg-type]
             self.evicted += 1
             self._note(now, f"evicted an unauthenticated connection to admit one from {address}")

@@ -4,6 +4,7 @@ connection evicts, against a model, driven by Hypothesis."""
 from __future__ import annotations
 
 import itertools
+import resource
 
 import hypothesis.strategies as st
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from protocol.admission import Admission, AdmissionLimits, Stage
+from protocol.guard import listen_backlog
 
 
 def test_idle_sockets_go_before_a_peer_in_its_handshake() -> None:
@@ -40,6 +42,24 @@ def test_the_total_cap_spans_addresses_and_a_release_frees_a_place() -> None:
     assert admission.expired(5.0) == ["a"] and admission.next_deadline() == 8.0
 
 
+def test_a_request_waiting_unread_is_progress_not_idleness() -> None:
+    # A busy listener accepts a batch before it reads any of them: the real peer accepted
+    # first, its request already in its socket, must not be evicted as the oldest idle one.
+    admission = Admission(AdmissionLimits(per_address=3, total=100))
+    waiting = {"real"}
+    admission.admit("real", "10.0.0.1", 0.0, waiting.__contains__)
+    evicted = [
+        v
+        for i in range(6)
+        for v in admission.admit(f"idle{i}", "10.0.0.1", 1.0, waiting.__contains__)
+    ]
+    assert evicted == [f"idle{i}" for i in range(4)]
+    assert admission.stage("real") is Stage.RECEIVING
+    # without the check (or once everything has bytes) the order is stage then age
+    waiting.update(f"idle{i}" for i in range(10))
+    assert admission.admit("x", "10.0.0.1", 2.0, waiting.__contains__) == ["real"]
+
+
 class AdmissionMachine(RuleBasedStateMachine):
     """The model: each connection's address and (stage, when it reached it); a new one evicts
     the least progress, stuck longest, of its address over the per-address cap, then of all
@@ -50,12 +70,18 @@ class AdmissionMachine(RuleBasedStateMachine):
         self.limits = AdmissionLimits(deadline=5.0, per_address=3, total=5)
         self.admission = Admission(self.limits)
         self.model: dict[int, tuple[str, Stage, int]] = {}
+        self.waiting: set[int] = set()  # bytes in the socket, not read yet
         self.ticks = itertools.count()
         self.keys = itertools.count()
 
     def _victim(self, address: str | None) -> int:
-        mine = {k: v for k, v in self.model.items() if address is None or v[0] == address}
-        return min(mine, key=lambda k: (mine[k][1], mine[k][2]))
+        while True:
+            mine = {k: v for k, v in self.model.items() if address is None or v[0] == address}
+            victim = min(mine, key=lambda k: (mine[k][1], mine[k][2]))
+            where, stage, _ = self.model[victim]
+            if stage is not Stage.ACCEPTED or victim not in self.waiting:
+                return victim
+            self.model[victim] = (where, Stage.RECEIVING, next(self.ticks))
 
     @rule(address=st.sampled_from(["a", "b", "c"]))
     def admit(self, address: str) -> None:
@@ -69,7 +95,7 @@ class AdmissionMachine(RuleBasedStateMachine):
             victim = self._victim(None)
             expected.append(victim)
             del self.model[victim]
-        assert self.admission.admit(key, address, 0.0) == expected
+        assert self.admission.admit(key, address, 0.0, self.waiting.__contains__) == expected
         self.model[key] = (address, Stage.ACCEPTED, next(self.ticks))
 
     @precondition(lambda self: self.model)
@@ -80,6 +106,11 @@ class AdmissionMachine(RuleBasedStateMachine):
         address, current, since = self.model[key]
         if stage > current:
             self.model[key] = (address, stage, next(self.ticks))
+
+    @precondition(lambda self: self.model)
+    @rule(pick=st.integers(0, 100))
+    def bytes_arrive(self, pick: int) -> None:
+        self.waiting.add(sorted(self.model)[pick % len(self.model)])
 
     @precondition(lambda self: self.model)
     @rule(pick=st.integers(0, 100))
@@ -100,3 +131,13 @@ class AdmissionMachine(RuleBasedStateMachine):
 
 AdmissionMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40)
 test_admission_machine = AdmissionMachine.TestCase
+
+
+@pytest.mark.parametrize(
+    ("soft", "backlog"), [(64, 128), (1024, 512), (20000, 1024), (resource.RLIM_INFINITY, 1024)]
+)
+def test_the_accept_queue_is_long_but_not_past_the_descriptors(
+    monkeypatch: pytest.MonkeyPatch, soft: int, backlog: int
+) -> None:
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (soft, resource.RLIM_INFINITY))
+    assert listen_backlog() == backlog
