@@ -27,6 +27,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -185,8 +186,12 @@ async def _pump(fd: int, sink: Sink | ChunkSink) -> None:
 
 
 async def _pump_into(fd: int, sink: ChunkSink) -> None:
-    """Like ``_pump``, reading straight into the sink's buffers (no copy per chunk)."""
+    """Like ``_pump``, reading straight into the sink's buffers (no copy per chunk). A buffer
+    is read into again when nothing but this loop holds it once its chunk is sent (the socket
+    took it all, or the transport copied the rest); one still referenced (queued, or kept by
+    a transport) is left alone and a fresh one is taken: no zero-filling of 1 MiB per chunk."""
     buffer, view = sink.chunk_buffer(READ_CHUNK)
+    ours = sys.getrefcount(buffer)
     while True:
         try:
             length = os.readv(fd, [view])
@@ -196,7 +201,9 @@ async def _pump_into(fd: int, sink: ChunkSink) -> None:
         if not length:
             return
         await sink.send_chunk(buffer, length)
-        buffer, view = sink.chunk_buffer(READ_CHUNK)
+        if sys.getrefcount(buffer) != ours:
+            buffer, view = sink.chunk_buffer(READ_CHUNK)
+            ours = sys.getrefcount(buffer)
 
 
 async def _feed(fd: int, data: bytes) -> None:

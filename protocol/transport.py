@@ -126,6 +126,31 @@ class _Wakeup:
             future.set_result(None)
 
 
+class _WakeupAll:
+    """A wakeup for any number of waiters (every task that sends while the outbox is full):
+    ``set`` wakes all who wait now. As with ``_Wakeup``, waiters re-check their condition."""
+
+    __slots__ = ("_futures",)
+
+    def __init__(self) -> None:
+        self._futures: list[asyncio.Future[None]] = []
+
+    async def wait(self) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._futures.append(future)
+        try:
+            await future
+        finally:
+            if future.cancelled() and future in self._futures:  # the waiter was cancelled
+                self._futures.remove(future)
+
+    def set(self) -> None:
+        futures, self._futures = self._futures, []
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+
+
 def _deepen_write_buffer(ws: object, high: int) -> None:
     """Let the socket's writer hold ``high`` bytes before senders wait (asyncio's default is
     64 KiB): a 1 MiB message then goes to the kernel while the next one is read and sealed,
@@ -148,7 +173,7 @@ class _ChannelBase:
         self.settings = settings
         self._writer_busy = False
         self._writer_wake = _Wakeup()
-        self._outbox_space = _Wakeup()
+        self._outbox_space = _WakeupAll()  # every sender that found the outbox full waits
         self._closed = anyio.Event()
         self._is_closed = False  # mirrors _closed, cheaper to test on every frame
         _deepen_write_buffer(conn.ws, settings.write_buffer_bytes)
@@ -657,7 +682,8 @@ class OutputWriter:
     async def send_chunk(self, stream: Stream, buffer: bytearray, length: int) -> None:
         """Send the first ``length`` bytes of a ``chunk_buffer`` as one ``Output`` frame, its
         header written into the headroom in front of the data. The buffer must not be touched
-        afterwards (the transport may keep a reference to it)."""
+        afterwards while anything else holds a reference to it (it may be queued, or kept by
+        the transport); once its refcount says only the caller holds it, it may be reused."""
         if length <= 0:
             return
         head = self._channel.state.output_head(self._id, stream, length)

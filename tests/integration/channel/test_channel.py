@@ -78,6 +78,48 @@ async def test_output_streams_in_order_while_the_command_runs(
     assert first_at < 0.8, "the first line must arrive before the command ends"
 
 
+async def test_bulk_output_arrives_intact_alone_together_and_to_a_slow_reader(
+    core_keys: KeyPair, periphery_factory, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    # The agent reads output into its buffers and reuses one once nothing else holds it
+    # (periphery/process.py): random bytes, not zeros, must arrive byte for byte when a chunk
+    # goes straight out, when several requests share the socket (queued chunks), and when the
+    # core reads slowly (the transport keeps what the socket did not take).
+    data = os.urandom(24 * 1024 * 1024)
+    source = tmp_path / "random.bin"
+    source.write_bytes(data)
+    periphery = periphery_factory.start()
+
+    async def fetch(channel: CoreChannel, pause: float = 0.0) -> bytes:
+        got = bytearray()
+        async with channel.call(Run(argv=["cat", str(source)])) as call:
+            async for chunk in call:
+                got += chunk.data
+                if pause:
+                    await anyio.sleep(pause)
+        assert call.result is not None and call.result.exit_code == 0
+        return bytes(got)
+
+    async with PeripheryPool(core_keys.key, FAST) as pool:
+        channel = await connect(pool, periphery)
+        with anyio.fail_after(30):
+            assert await fetch(channel) == data
+        together: list[bytes] = []
+
+        async def one() -> None:
+            together.append(await fetch(channel))
+
+        # three senders at once wait for room in the agent's outbox: each must be woken
+        # (one wakeup for one waiter lost the others, and the calls hung)
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(one)
+        assert together == [data] * 3
+        with anyio.fail_after(60):
+            assert await fetch(channel, pause=0.01) == data
+
+
 async def test_cancel_kills_the_command_and_its_children(
     core_keys: KeyPair, periphery_factory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
