@@ -129,17 +129,26 @@ def floor(stacks: dict[str, str], directory: Path, prefix: str) -> float:
     return time.monotonic() - started
 
 
-def remove(prefix: str) -> None:
+def remove(prefix: str, only: set[str] | None = None) -> None:
+    """Remove the stacks named ``prefix``... (of those, ``only`` these) and wait until their
+    services and networks are gone."""
+
+    def mine(name: str) -> bool:
+        return name.startswith(prefix) and (only is None or name.split("_")[0] in only)
+
     stacks = sh("docker", "stack", "ls", "--format", "{{.Name}}", check=False).stdout.split()
-    mine = [s for s in stacks if s.startswith(prefix)]
-    for i in range(0, len(mine), 50):
-        sh("docker", "stack", "rm", *mine[i : i + 50], check=False)
+    gone = [s for s in stacks if mine(s)]
+    for i in range(0, len(gone), 50):
+        sh("docker", "stack", "rm", *gone[i : i + 50], check=False)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # services, their containers and networks all gone
         left = sh("docker", "service", "ls", "--format", "{{.Name}}", check=False).stdout.split()
         nets = sh("docker", "network", "ls", "--format", "{{.Name}}", check=False).stdout.split()
-        if not any(x.startswith(prefix) for x in left + nets):
+        boxes = sh("docker", "ps", "-a", "--format", "{{.Names}}", check=False).stdout.split()
+        if not any(mine(x) for x in left + nets + boxes):
             return
+        if not any(mine(x) for x in left + boxes):  # `stack rm` gave up on a network in use
+            sh("docker", "network", "rm", *[x for x in nets if mine(x)], check=False)
         time.sleep(0.5)
 
 
@@ -297,65 +306,86 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="convergence benchmark")
     parser.add_argument("--stacks", type=int, default=100)
     parser.add_argument("--noop", type=int, default=1000, help="stacks of the no-op pass")
+    parser.add_argument(
+        "--only", choices=("noop", "nothing", "kill"), help="one part (default: all three)"
+    )
     args = parser.parse_args()
+    parts = {args.only} if args.only else {"noop", "nothing", "kill"}
     n = args.stacks
     tag = secrets.token_hex(2)
     ok = True
     print(f"# {n} one-service Swarm stacks in 3 tiers, busybox httpd, health-checked")
 
-    pass_cpu, plan_cpu, to_do = noop_reconcile(args.noop)
-    print(
-        f"no-op reconcile of {args.noop} stacks: {pass_cpu:.2f} s CPU (pass), {plan_cpu:.2f} s"
-        f" CPU (plan); {to_do} to deploy (target ≤ 1 s)"
-        f" {'ok' if max(pass_cpu, plan_cpu) <= 1.0 and to_do == 0 else 'MISSED'}"
-    )
-    ok &= max(pass_cpu, plan_cpu) <= 1.0 and to_do == 0
-
+    if "noop" in parts:
+        ok &= noop_part(args.noop)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_stack_file(work / "floor")
-        prefix = f"cvf{tag}"
-        stacks = {name: tier_of(i, n) for i, name in enumerate(names(prefix, n))}
-        try:
-            base = floor(stacks, work / "floor", prefix)
-        finally:
-            remove(prefix)
-        print(f"floor (docker CLI, each tier at once, {PARALLEL} at a time)  {base:7.1f} s")
+        stacks = {name: tier_of(i, n) for i, name in enumerate(names(f"cvf{tag}", n))}
+        if "nothing" in parts:
+            ok &= nothing_part(work, tag, n, stacks)
+        if "kill" in parts:
+            ok &= kill_part(work, tag, n, stacks)
+    return 0 if ok else 1
 
-        prefix = f"cvs{tag}"
-        lab = Lab(work / "ours", prefix, n)
-        try:
-            ours = anyio.run(from_nothing, lab)
-        finally:
-            lab.stop()
-            remove(prefix)
-        ratio = ours / base
-        verdict = "ok" if ratio <= 1.15 else "MISSED"
-        print(f"stackward from nothing                           {ours:7.1f} s")
-        print(f"  ratio {ratio:.2f} (target ≤ 1.15) {verdict}")
-        ok &= ratio <= 1.15
 
-        prefix = f"cvk{tag}"
-        lab = Lab(work / "kill", prefix, n)
+def noop_part(noop: int) -> bool:
+    pass_cpu, plan_cpu, to_do = noop_reconcile(noop)
+    ok = max(pass_cpu, plan_cpu) <= 1.0 and to_do == 0
+    print(
+        f"no-op reconcile of {noop} stacks: {pass_cpu:.2f} s CPU (pass), {plan_cpu:.2f} s"
+        f" CPU (plan); {to_do} to deploy (target ≤ 1 s) {'ok' if ok else 'MISSED'}"
+    )
+    return ok
+
+
+def nothing_part(work: Path, tag: str, n: int, stacks: dict[str, str]) -> bool:
+    prefix = f"cvf{tag}"
+    try:
+        base = floor(stacks, work / "floor", prefix)
+    finally:
+        remove(prefix)
+    print(f"floor (docker CLI, each tier at once, {PARALLEL} at a time)  {base:7.1f} s")
+
+    prefix = f"cvs{tag}"
+    lab = Lab(work / "ours", prefix, n)
+    try:
+        ours = anyio.run(from_nothing, lab)
+    finally:
+        lab.stop()
+        remove(prefix)
+    ratio = ours / base
+    print(f"stackward from nothing                           {ours:7.1f} s")
+    print(f"  ratio {ratio:.2f} (target ≤ 1.15) {'ok' if ratio <= 1.15 else 'MISSED'}")
+    return ratio <= 1.15
+
+
+def kill_part(work: Path, tag: str, n: int, stacks: dict[str, str]) -> bool:
+    """The floor of the stacks left after the kill is measured as the restart found the
+    engine: the first tier still running (its health checks load the engine, which slows every
+    later tier as much for the docker CLI as for us), the rest removed and gone."""
+    prefix, rest_prefix = f"cvk{tag}", f"cvr{tag}"
+    lab = Lab(work / "kill", prefix, n)
+    try:
         try:
             after, left = anyio.run(after_a_kill, lab)
         finally:
             lab.stop()
-            remove(prefix)
-        rest_prefix = f"cvr{tag}"
+        remove(prefix, only=set(left))
         rest = {
             name.replace(prefix, rest_prefix, 1): stacks[name.replace(prefix, f"cvf{tag}", 1)]
             for name in left
         }
-        try:
-            rest_floor = floor(rest, work / "floor", rest_prefix) if rest else 0.0
-        finally:
-            remove(rest_prefix)
-        verdict = "ok" if after <= rest_floor + 5 else "MISSED"
-        print(f"after kill -9 mid-run: {len(left)} stacks left, converged in {after:.1f} s;"
-              f" their floor {rest_floor:.1f} s (target ≤ floor + 5 s) {verdict}")
-        ok &= after <= rest_floor + 5
-    return 0 if ok else 1
+        rest_floor = floor(rest, work / "floor", rest_prefix) if rest else 0.0
+    finally:
+        remove(rest_prefix)
+        remove(prefix)
+    ok = after <= rest_floor + 5
+    print(
+        f"after kill -9 mid-run: {len(left)} stacks left, converged in {after:.1f} s;"
+        f" their floor {rest_floor:.1f} s (target ≤ floor + 5 s) {'ok' if ok else 'MISSED'}"
+    )
+    return ok
 
 
 if __name__ == "__main__":
