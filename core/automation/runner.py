@@ -44,6 +44,7 @@ from core.events.model import (
 from core.exceptions import CoreError, StoreError
 from core.resources.models import ProcedureConfig
 from core.store import Store
+from core.store.durable import durably
 
 log = logging.getLogger(__name__)
 
@@ -236,32 +237,34 @@ class ProcedureRunner:
     async def _finish(self, run: _Run) -> None:
         status = run.status or "failed"
         seconds = round(time.monotonic() - run.started, 3)
-        try:
-            await anyio.to_thread.run_sync(self.records.finish_run, run.id, status, run.message)
-        except StoreError as exc:
-            log.warning("procedure %s run %s: not closed: %s", run.procedure, run.id, exc)
-        self.events.publish(
-            Kind.PROCEDURE_FINISHED,
-            f"procedure:{run.procedure}",
-            ProcedureFinished(
-                run=run.id,
-                procedure=run.procedure,
-                status=status,
-                message=run.message,
-                seconds=seconds,
-            ),
-        )
-        if self._running.get(run.procedure) is run:
-            del self._running[run.procedure]
-        run.status = status
-        run.done.set()
-        log.info(
-            "procedure %s: run %s %s%s",
-            run.procedure,
-            run.id,
-            status,
-            f": {run.message}" if run.message else "",
-        )
+        try:  # a stopping core's deadline may end the write: the run is closed in memory anyway
+            await durably(
+                f"procedure {run.procedure} run {run.id}",
+                partial(self.records.finish_run, run.id, status, run.message),
+            )
+        finally:
+            self.events.publish(
+                Kind.PROCEDURE_FINISHED,
+                f"procedure:{run.procedure}",
+                ProcedureFinished(
+                    run=run.id,
+                    procedure=run.procedure,
+                    status=status,
+                    message=run.message,
+                    seconds=seconds,
+                ),
+            )
+            if self._running.get(run.procedure) is run:
+                del self._running[run.procedure]
+            run.status = status
+            run.done.set()
+            log.info(
+                "procedure %s: run %s %s%s",
+                run.procedure,
+                run.id,
+                status,
+                f": {run.message}" if run.message else "",
+            )
         if status == "failed" and self.on_failed is not None:
             try:
                 await self.on_failed(run.procedure, run.id, run.message)
@@ -411,7 +414,8 @@ class ProcedureRunner:
         except (StepFailed, CoreError) as exc:
             ok, status, message = False, "failed", str(exc)
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True) as shield:
+                shield.deadline = anyio.current_time() + STOP_WRITE
                 await self._step_finished(run, seq, "interrupted", "the core stopped")
             raise
         except Exception as exc:  # a bug: this execution fails, the procedure says so
@@ -427,10 +431,10 @@ class ProcedureRunner:
         await self._act(run, machine, tg, machine.finished(stage, position, ok, message))
 
     async def _step_finished(self, run: _Run, seq: int, status: str, message: str) -> None:
-        try:
-            await anyio.to_thread.run_sync(self.records.step_finished, run.id, seq, status, message)
-        except StoreError as exc:
-            log.warning("procedure %s run %s: step not recorded: %s", run.procedure, run.id, exc)
+        await durably(
+            f"procedure {run.procedure} run {run.id} step {seq}",
+            partial(self.records.step_finished, run.id, seq, status, message),
+        )
 
     async def _run_child(self, run: _Run, child: str, say: Say) -> None:
         """``RunProcedure``: Komodo refuses a procedure that runs itself; a child that is

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -42,6 +42,7 @@ from core.pool import PeripheryPool
 from core.reconcile.convergence import retry_delay
 from core.resources.variables import Values
 from core.store.deploys import DeployRecords, OutputLine, StackLocked
+from core.store.durable import durably
 from protocol.exceptions import ChannelError
 from protocol.messages import (
     ComposeDown,
@@ -61,25 +62,8 @@ CHANNEL_WAIT = 15.0  # how long a deploy waits for its server's channel
 FLUSH_LINES = 64  # output chunks buffered per deploy before they are written
 TAIL_LINES = 12  # output lines kept with a failed deploy's reason
 PENDING_LIMIT = 10_000  # output lines held in memory while the store cannot take them
-DURABLE_RETRY = (0.5, 10.0)  # first and longest wait between retries of a closing write
 SHUTDOWN_WRITE = 5.0  # how long a closing write may take while the core stops
 
-T = TypeVar("T")
-
-
-async def durably(what: str, write: Callable[[], T]) -> T:
-    """Run a blocking store write in a thread until it lands: a closing record (a deploy's or
-    a run's outcome) must not be lost to a full disk. Retries with backoff, logging once."""
-    delay, warned = DURABLE_RETRY[0], False
-    while True:
-        try:
-            return await anyio.to_thread.run_sync(write)
-        except StoreError as exc:
-            if not warned:
-                log.error("%s not recorded yet (retrying until it can be): %s", what, exc)
-                warned = True
-            await anyio.sleep(delay)
-            delay = min(delay * 2, DURABLE_RETRY[1])
 
 
 @dataclass(frozen=True)

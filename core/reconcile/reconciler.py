@@ -40,7 +40,7 @@ import anyio.abc
 import anyio.to_thread
 import msgspec
 
-from core.deploy.deployer import DeployRef, Prepared, RunContext, StackDeployer, durably
+from core.deploy.deployer import DeployRef, Prepared, RunContext, StackDeployer
 from core.deploy.jobs import JobError
 from core.deploy.schedule import (
     DEFAULT_PARALLEL,
@@ -56,6 +56,7 @@ from core.exceptions import CoreError, StoreError
 from core.reconcile.convergence import Verdict, due
 from core.reconcile.desired import DesiredState
 from core.store.deploys import DeployRecords
+from core.store.durable import durably
 from core.store.intents import IntentLog
 from core.updates.redeploy import update_job
 

@@ -21,7 +21,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -76,6 +77,24 @@ _VERDICTS = {
 }
 
 
+class Announce(Protocol):
+    """Publishes what became of a delivery: its outcome, and the push's branch and commit."""
+
+    def __call__(self, outcome: str, branch: str = "", commit: str = "") -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """A delivery whose signature checked out, and the applied resource it names (if any)."""
+
+    body: bytes
+    stored: dict[tuple[str, str], Any]
+    resource: Any | None
+    cfg: dict[str, Any]
+    event: str
+    delivery: str
+
+
 class WebhookListener(TaskOwner):
     def __init__(
         self,
@@ -103,7 +122,6 @@ class WebhookListener(TaskOwner):
         # composition root (core/wiring.py) when procedures run in this core.
         self.run_procedure: Callable[[str, str, str], Awaitable[int]] | None = None
         self._procedure_locks: dict[str, anyio.Lock] = {}
-
 
     def setup(self, app: web.Application) -> None:
         app.router.add_post("/listener/{forge}/procedure/{name}/{branch}", self.handle_procedure)
@@ -137,6 +155,66 @@ class WebhookListener(TaskOwner):
             return repo_url(repo_cfg), str(repo_cfg.get("branch") or "main")
         return repo_url(cfg), str(cfg.get("branch") or "main")
 
+    async def _receive(
+        self, request: web.Request, forge: str, resource_kind: str, name: str
+    ) -> _Received | web.Response:
+        """The body (at most ``max_body_bytes``), verified against the resource's secret (else
+        the core's); or the answer that refuses it (413, 401)."""
+        cap = self.config.max_body_bytes
+        too_large = f"webhook bodies are at most {cap} bytes"
+        if request.content_length is not None and request.content_length > cap:
+            return error_response(413, "body_too_large", too_large)
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > cap:
+                return error_response(413, "body_too_large", too_large)
+            parts.append(chunk)
+        body = b"".join(parts)
+        stored = await anyio.to_thread.run_sync(self.store.resources)
+        resource = stored.get((resource_kind, name))
+        cfg: dict[str, Any] = resource.config.get("config", {}) if resource is not None else {}
+        if not verify(forge, request.headers, body, self._secrets(cfg, self._values(stored))):
+            log.warning(
+                "webhook %s: bad or missing signature from %s",
+                printable(request.rel_url.raw_path),
+                printable(request.remote),
+            )
+            return error_response(401, "unauthorized", "unauthorized")
+        return _Received(
+            body,
+            stored,
+            resource,
+            cfg,
+            event_of(forge, request.headers),
+            delivery_of(forge, request.headers),
+        )
+
+    def _announcer(
+        self, forge: str, target: str, resource_kind: str, name: str, action: str, got: _Received
+    ) -> Announce:
+        """Publishes what became of one delivery (a ``webhook.accepted`` event)."""
+
+        def accepted(outcome: str, branch: str = "", commit: str = "") -> None:
+            self.events.publish(
+                Kind.WEBHOOK_ACCEPTED,
+                f"{resource_kind}:{name}",
+                WebhookAccepted(
+                    forge=forge,
+                    target=target,
+                    name=name,
+                    action=action,
+                    event=got.event,
+                    delivery=got.delivery,
+                    branch=branch,
+                    commit=commit,
+                    outcome=outcome,
+                ),
+            )
+
+        return accepted
+
     async def handle(self, request: web.Request) -> web.Response:
         response = await self._handle(request)
         self.verdicts[_VERDICTS.get(response.status, str(response.status))] += 1
@@ -147,50 +225,14 @@ class WebhookListener(TaskOwner):
         name, action = request.match_info["name"], request.match_info["action"]
         if forge not in FORGES or kind not in KINDS or action not in ACTIONS:
             return error_response(404, "not_found", "no such listener path")
-        cap = self.config.max_body_bytes
-        if request.content_length is not None and request.content_length > cap:
-            return error_response(413, "body_too_large", f"webhook bodies are at most {cap} bytes")
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > cap:
-                return error_response(
-                    413, "body_too_large", f"webhook bodies are at most {cap} bytes"
-                )
-            parts.append(chunk)
-        body = b"".join(parts)
-        stored = await anyio.to_thread.run_sync(self.store.resources)
-        resource = stored.get((_RESOURCE_KIND[kind], name))
-        cfg: dict[str, Any] = resource.config.get("config", {}) if resource is not None else {}
-        if not verify(forge, request.headers, body, self._secrets(cfg, self._values(stored))):
-            log.warning(
-                "webhook %s: bad or missing signature from %s",
-                printable(request.rel_url.raw_path),
-                printable(request.remote),
-            )
-            return error_response(401, "unauthorized", "unauthorized")
+        got = await self._receive(request, forge, _RESOURCE_KIND[kind], name)
+        if isinstance(got, web.Response):
+            return got
+        body, stored, resource, cfg = got.body, got.stored, got.resource, got.cfg
         if resource is not None and cfg.get("webhook_enabled") is False:
             return error_response(404, "webhook_off", f"webhook_enabled is false for {name!r}")
-        event = event_of(forge, request.headers)
-        delivery = delivery_of(forge, request.headers)
-
-        def accepted(outcome: str, branch: str = "", commit: str = "") -> None:
-            self.events.publish(
-                Kind.WEBHOOK_ACCEPTED,
-                f"{_RESOURCE_KIND[kind]}:{name}",
-                WebhookAccepted(
-                    forge=forge,
-                    target=kind,
-                    name=name,
-                    action=action,
-                    event=event,
-                    delivery=delivery,
-                    branch=branch,
-                    commit=commit,
-                    outcome=outcome,
-                ),
-            )
+        event = got.event
+        accepted = self._announcer(forge, kind, _RESOURCE_KIND[kind], name, action, got)
 
         if event == "ping":
             accepted("ping")
@@ -200,7 +242,7 @@ class WebhookListener(TaskOwner):
             return json_response({"ignored": f"event {event or '(none)'}"}, 202)
         if resource is None:
             return error_response(404, f"{kind}_not_found", f"no {kind} named {name!r} is applied")
-        if delivery and not await self._first_delivery(f"{forge}:{delivery}"):
+        if got.delivery and not await self._first_delivery(f"{forge}:{got.delivery}"):
             accepted("duplicate")
             return json_response({"duplicate": True})
         try:
@@ -245,45 +287,11 @@ class WebhookListener(TaskOwner):
         forge, name, branch = (request.match_info[k] for k in ("forge", "name", "branch"))
         if forge not in FORGES:
             return error_response(404, "not_found", "no such listener path")
-        cap = self.config.max_body_bytes
-        if request.content_length is not None and request.content_length > cap:
-            return error_response(413, "body_too_large", f"webhook bodies are at most {cap} bytes")
-        body = b""
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > cap:
-                return error_response(
-                    413, "body_too_large", f"webhook bodies are at most {cap} bytes"
-                )
-        stored = await anyio.to_thread.run_sync(self.store.resources)
-        resource = stored.get(("procedure", name))
-        cfg: dict[str, Any] = resource.config.get("config", {}) if resource is not None else {}
-        if not verify(forge, request.headers, body, self._secrets(cfg, self._values(stored))):
-            log.warning(
-                "webhook %s: bad or missing signature from %s",
-                printable(request.rel_url.raw_path),
-                printable(request.remote),
-            )
-            return error_response(401, "unauthorized", "unauthorized")
-        event = event_of(forge, request.headers)
-        delivery = delivery_of(forge, request.headers)
-
-        def accepted(outcome: str, pushed: str = "", commit: str = "") -> None:
-            self.events.publish(
-                Kind.WEBHOOK_ACCEPTED,
-                f"procedure:{name}",
-                WebhookAccepted(
-                    forge=forge,
-                    target="procedure",
-                    name=name,
-                    action="run",
-                    event=event,
-                    delivery=delivery,
-                    branch=pushed,
-                    commit=commit,
-                    outcome=outcome,
-                ),
-            )
+        got = await self._receive(request, forge, "procedure", name)
+        if isinstance(got, web.Response):
+            return got
+        body, resource, cfg, event = got.body, got.resource, got.cfg, got.event
+        accepted = self._announcer(forge, "procedure", "procedure", name, "run", got)
 
         if event == "ping":
             accepted("ping")
@@ -293,7 +301,7 @@ class WebhookListener(TaskOwner):
         if cfg.get("webhook_enabled") is False:
             accepted("ignored: webhook_enabled is false")
             return json_response({"ignored": "webhook_enabled is false"}, 202)
-        if delivery and not await self._first_delivery(f"{forge}:{delivery}"):
+        if got.delivery and not await self._first_delivery(f"{forge}:{got.delivery}"):
             accepted("duplicate")
             return json_response({"duplicate": True})
         pushed, commit = "", ""
@@ -384,7 +392,7 @@ class WebhookListener(TaskOwner):
         return verdict, head
 
     async def _deploy(
-        self, name: str, sync: str, url: str, branch: str, commit: str, accepted: Any
+        self, name: str, sync: str, url: str, branch: str, commit: str, accepted: Announce
     ) -> None:
         """Deploy one stack at the pushed ``commit``, unless that would roll it back."""
         records = await anyio.to_thread.run_sync(self.records.records)
@@ -410,7 +418,7 @@ class WebhookListener(TaskOwner):
             log.warning("webhook deploy %s: %s", name, exc)
 
     async def _pull(
-        self, name: str, cfg: dict[str, Any], url: str, branch: str, commit: str, accepted: Any
+        self, name: str, cfg: dict[str, Any], url: str, branch: str, commit: str, accepted: Announce
     ) -> None:
         verdict, _ = await self._check(
             f"repo {name}", url, branch, commit, self._pulled.get(name, "")

@@ -281,3 +281,30 @@ async def test_the_procedure_webhook_path(core: Core) -> None:
     assert [r["source"] for r in runs["runs"]] == ["webhook"]
     status, runs = await core.call("GET", "/api/procedures/deaf/runs")
     assert runs["runs"] == []
+
+
+async def test_a_refused_closing_write_is_retried_until_it_lands(core: Core) -> None:
+    # A write the database refuses (as a full disk does: SQLite's own error, from a trigger
+    # here) must not leave the step or the run `running` for good, nor close them wrongly:
+    # the runner retries the closing writes (core/store/durable.py) until they land.
+    db = sqlite3.connect(core.dir / "data" / "stackward.db", timeout=10)
+    with db:
+        db.execute("CREATE TABLE refuse (x)")
+        db.execute("INSERT INTO refuse VALUES (1)")
+        for table in ("procedure_steps", "procedure_runs"):
+            db.execute(
+                f"CREATE TRIGGER refuse_{table} BEFORE UPDATE ON {table}"
+                " WHEN EXISTS (SELECT 1 FROM refuse)"
+                " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+    status, body = await core.call("POST", "/api/procedures/hooked/run")
+    assert status == 202, body
+    await anyio.sleep(1.5)  # the Sleep of 10 ms is long over; its closing write was refused
+    status, run = await core.call("GET", f"/api/procedure-runs/{body['run']}")
+    assert (run["status"], [s["status"] for s in run["steps"]]) == ("running", ["running"])
+    with db:
+        db.execute("DELETE FROM refuse")
+    run = await core.wait(body["run"], within=15)
+    db.close()
+    assert run["status"] == "succeeded", run
+    assert [(s["execution"], s["status"]) for s in run["steps"]] == [("Sleep", "ok")]
