@@ -315,6 +315,7 @@ def main() -> int:
     tag = secrets.token_hex(2)
     ok = True
     print(f"# {n} one-service Swarm stacks in 3 tiers, busybox httpd, health-checked")
+    remove("cv")  # what an interrupted earlier run left would load the engine during this one
 
     if "noop" in parts:
         ok &= noop_part(args.noop)
