@@ -44,11 +44,10 @@ from core.events.model import (
 from core.exceptions import CoreError, StoreError
 from core.resources.models import ProcedureConfig
 from core.store import Store
-from core.store.durable import durably
+from core.store.durable import STOP_WRITE, durably
 
 log = logging.getLogger(__name__)
 
-STOP_WRITE = 5.0
 MAX_OUTPUT_LINE = 4000
 FailureHook = Callable[[str, int, str], Awaitable[None]]
 

@@ -42,7 +42,7 @@ from core.pool import PeripheryPool
 from core.reconcile.convergence import retry_delay
 from core.resources.variables import Values
 from core.store.deploys import DeployRecords, OutputLine, StackLocked
-from core.store.durable import durably
+from core.store.durable import STOP_WRITE, durably
 from protocol.exceptions import ChannelError
 from protocol.messages import (
     ComposeDown,
@@ -62,7 +62,6 @@ CHANNEL_WAIT = 15.0  # how long a deploy waits for its server's channel
 FLUSH_LINES = 64  # output chunks buffered per deploy before they are written
 TAIL_LINES = 12  # output lines kept with a failed deploy's reason
 PENDING_LIMIT = 10_000  # output lines held in memory while the store cannot take them
-SHUTDOWN_WRITE = 5.0  # how long a closing write may take while the core stops
 
 
 
@@ -326,7 +325,7 @@ class StackDeployer:
                 if outcome is None:  # cancelled: the core is stopping
                     outcome = ("interrupted", "the core stopped during the deploy", "")
                 status, reason, commit = outcome
-                with anyio.move_on_after(SHUTDOWN_WRITE if status == "interrupted" else 1e9):
+                with anyio.move_on_after(STOP_WRITE if status == "interrupted" else 1e9):
                     await recorder.end_streams()
                     await recorder.flush()
                     await self._finish(

@@ -56,7 +56,7 @@ from core.exceptions import CoreError, StoreError
 from core.reconcile.convergence import Verdict, due
 from core.reconcile.desired import DesiredState
 from core.store.deploys import DeployRecords
-from core.store.durable import durably
+from core.store.durable import STOP_WRITE, durably
 from core.store.intents import IntentLog
 from core.updates.redeploy import update_job
 
@@ -75,7 +75,6 @@ SOURCES = (
     "update",
     "procedure",
 )
-STOP_WRITE = 5.0  # how long closing records may take while the core stops
 
 
 class Refused(CoreError):

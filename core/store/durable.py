@@ -16,6 +16,7 @@ from core.exceptions import StoreError
 log = logging.getLogger(__name__)
 
 DURABLE_RETRY = (0.5, 10.0)  # first and longest wait between retries of a closing write
+STOP_WRITE = 5.0  # how long closing writes may take while the core stops
 
 T = TypeVar("T")
 

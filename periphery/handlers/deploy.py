@@ -5,6 +5,7 @@ errors into typed results."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from periphery.config import LoadedConfig
 from periphery.exceptions import (
@@ -173,21 +174,17 @@ class DeployHandlers:
             case StackControl():
                 await stack_control.stack_control(self.root, command, emit)
             case WaitHealthy():
-                if command.mode is DeployMode.SWARM:
-                    verdicts = await health.wait_swarm_healthy(
-                        command.name,
-                        ignore_services=command.ignore_services,
-                        time_limit=command.timeout,
-                        emit=emit,
-                        look=self.swarm_look,
-                    )
-                else:
-                    verdicts = await health.wait_compose_healthy(
-                        command.name,
-                        ignore_services=command.ignore_services,
-                        time_limit=command.timeout,
-                        emit=emit,
-                    )
+                gate = (
+                    partial(health.wait_swarm_healthy, look=self.swarm_look)
+                    if command.mode is DeployMode.SWARM
+                    else health.wait_compose_healthy
+                )
+                verdicts = await gate(
+                    command.name,
+                    ignore_services=command.ignore_services,
+                    time_limit=command.timeout,
+                    emit=emit,
+                )
                 return _report(verdicts)
         return None
 

@@ -71,21 +71,33 @@ class HeldDeployer:
         ctx: RunContext,
         waiting: Callable[[], None] | None = None,
     ) -> str:
-        stack = str(prepared.job)
+        stack = await self._begin(ref, prepared)
         if stack in self.in_flight:
             self.overlaps += 1
         done, outcome = anyio.Event(), [True]
         self.in_flight[stack] = (done, outcome)
         self.deploys.append((ref.run_id, stack))
-        await anyio.to_thread.run_sync(self.records.deploy_started, ref.deploy_id, 1, "s")
+        await self._started(ref, prepared)
         try:
             await done.wait()
         finally:
             del self.in_flight[stack]
-        status = "healthy" if outcome[0] else "failed"
-        await anyio.to_thread.run_sync(self.records.deploy_finished, ref.deploy_id, status, "")
+        commit = await self._end(ref, prepared, outcome[0])
         if not outcome[0]:
             raise StackFailed(f"{stack} failed")
+        return commit
+
+    async def _begin(self, ref: DeployRef, prepared: Prepared) -> str:
+        """The stack's name (what a subclass notes of the deploy, before it is in flight)."""
+        return str(prepared.job)
+
+    async def _started(self, ref: DeployRef, prepared: Prepared) -> None:
+        await anyio.to_thread.run_sync(self.records.deploy_started, ref.deploy_id, 1, "s")
+
+    async def _end(self, ref: DeployRef, prepared: Prepared, ok: bool) -> str:
+        """Record its end; the commit deployed."""
+        status = "healthy" if ok else "failed"
+        await anyio.to_thread.run_sync(self.records.deploy_finished, ref.deploy_id, status, "")
         return "c0ffee"
 
     def publish_finished(self, *args: Any, **kwargs: Any) -> None:

@@ -15,7 +15,6 @@ file. Checked for every deploy that started:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -23,9 +22,8 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant, rule
 
-from core.deploy.deployer import DeployRef, Prepared, RunContext
+from core.deploy.deployer import DeployRef, Prepared
 from core.deploy.jobs import JobPlan
-from core.deploy.schedule import StackFailed
 from core.deploy.stack import StackJob
 from core.reconcile.reconciler import Intent
 from core.resources.variables import Values
@@ -49,38 +47,34 @@ class RecordingDeployer(base.HeldDeployer):
         super().__init__(records)
         self.jobs: dict[tuple[int, str], tuple[bool, tuple[str, ...], Any]] = {}
 
-    async def deploy(
-        self,
-        ref: DeployRef,
-        prepared: Prepared,
-        ctx: RunContext,
-        waiting: Callable[[], None] | None = None,
-    ) -> str:
+    async def _begin(self, ref: DeployRef, prepared: Prepared) -> str:
         job = prepared.job
         last = await anyio.to_thread.run_sync(self.records.last_finished, job.name)
         self.jobs[(ref.run_id, job.name)] = (job.pull, job.services, last)
-        stack = job.name
-        if stack in self.in_flight:
-            self.overlaps += 1
-        done, outcome = anyio.Event(), [True]
-        self.in_flight[stack] = (done, outcome)
-        self.deploys.append((ref.run_id, stack))
+        return job.name
+
+    async def _started(self, ref: DeployRef, prepared: Prepared) -> None:
         await anyio.to_thread.run_sync(
-            self.records.deploy_started, ref.deploy_id, 1, "s", prepared.spec, job.commit
+            self.records.deploy_started,
+            ref.deploy_id,
+            1,
+            "s",
+            prepared.spec,
+            prepared.job.commit,
         )
-        try:
-            await done.wait()
-        finally:
-            del self.in_flight[stack]
-        status = "healthy" if outcome[0] else "failed"
+
+    async def _end(self, ref: DeployRef, prepared: Prepared, ok: bool) -> str:
+        commit = prepared.job.commit
         await anyio.to_thread.run_sync(
             lambda: self.records.deploy_finished(
-                ref.deploy_id, status, "", job.commit, spec=prepared.spec if outcome[0] else ""
+                ref.deploy_id,
+                "healthy" if ok else "failed",
+                "",
+                commit,
+                spec=prepared.spec if ok else "",
             )
         )
-        if not outcome[0]:
-            raise StackFailed(f"{stack} failed")
-        return job.commit
+        return commit
 
 
 class UpdateIntentMachine(base.ReconcilerMachine):
