@@ -308,10 +308,15 @@ def test_360_px_wide_and_the_keyboard_alone(phone: Any, lab: Lab, shots: Path) -
         raise AssertionError("the Deploy button cannot be reached with Tab")
     outline = page.locator(":focus").evaluate("(el) => getComputedStyle(el).outlineStyle")
     assert outline == "solid"  # focus is visible
+    card(page, lab, "cache").evaluate("(el) => { el.dataset.drawn = 'before'; }")
     page.keyboard.press("Enter")
     page.locator("#toast", has_text="deploy in run").wait_for()
     run = int(re.search(r"run #(\d+)", page.locator("#toast").inner_text()).group(1))  # type: ignore[union-attr]
     assert lab.wait_run(run)["status"] == "succeeded"
+    # The deploy's events redrew the list (the card is a new element) and the keyboard's place
+    # was kept: focus is still on that Deploy button, not lost to the page.
+    page.locator(f'article.card[data-stack="{lab.name("cache")}"]:not([data-drawn])').wait_for()
+    assert page.locator(":focus").get_attribute("aria-label") == target
 
     # Into the stack's page with the keyboard: its link, then Enter.
     card(page, lab, "cache").get_by_role("link", name=lab.name("cache")).focus()

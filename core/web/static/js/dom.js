@@ -22,9 +22,25 @@ export function add(el, children) {
   return el;
 }
 
+// What finds "the same" control again after a redraw: its label, else where it leads, else its id.
+function focusKey(node) {
+  return node.getAttribute("aria-label") || node.getAttribute("href") || (node.id ? `#${node.id}` : null);
+}
+
+// Redraws keep the keyboard's place: when focus was inside `el`, the control with the same tag
+// and key in the new content takes it back (a deploy's events redraw the stack list while a
+// keyboard user sits on a card's link or Deploy button).
 export function replace(el, ...children) {
+  const focused = document.activeElement;
+  const key = focused && focused !== el && el.contains(focused) ? focusKey(focused) : null;
+  const tag = key ? focused.tagName : null;
   el.replaceChildren();
-  return add(el, children);
+  add(el, children);
+  if (key) {
+    const again = [...el.getElementsByTagName(tag)].find((node) => focusKey(node) === key);
+    if (again) again.focus({ preventScroll: true });
+  }
+  return el;
 }
 
 export function short(commit) {
