@@ -86,24 +86,11 @@ async def raw_window(session: aiohttp.ClientSession, url: str, n: int, window: i
         return n / (time.perf_counter() - started)
 
 
-async def raw_bulk(session: aiohttp.ClientSession, url: str, total: int) -> float:
+async def raw_stream(session: aiohttp.ClientSession, url: str, total: int) -> float:
+    """MiB/s of ``total`` bytes from a raw server's endpoint (``/bulk?…`` or ``/run?…``)."""
     started = time.perf_counter()
     got = 0
-    async with session.ws_connect(
-        f"{url}/bulk?bytes={total}&chunk={64 * 1024}", compress=0, max_msg_size=16 * MIB
-    ) as ws:
-        async for msg in ws:
-            got += len(msg.data)
-    assert got >= total
-    return got / MIB / (time.perf_counter() - started)
-
-
-async def raw_run(session: aiohttp.ClientSession, url: str, total: int) -> float:
-    started = time.perf_counter()
-    got = 0
-    async with session.ws_connect(
-        f"{url}/run?bytes={total}", compress=0, max_msg_size=16 * MIB
-    ) as ws:
+    async with session.ws_connect(url, compress=0, max_msg_size=16 * MIB) as ws:
         async for msg in ws:
             got += len(msg.data)
     assert got == total, (got, total)
@@ -220,14 +207,16 @@ async def main(quick: bool, only: str | None) -> int:
                         "stream": (
                             "stdout streaming",
                             lambda: sw_stream(channel, total),
-                            lambda: raw_run(session, raw_url, total),
+                            lambda: raw_stream(session, f"{raw_url}/run?bytes={total}", total),
                             "MiB/s",
                             0.50,
                         ),
                         "bulk": (
                             "stdout vs memory bulk",
                             lambda: sw_stream(channel, total),
-                            lambda: raw_bulk(session, raw_url, total),
+                            lambda: raw_stream(
+                                session, f"{raw_url}/bulk?bytes={total}&chunk={64 * 1024}", total
+                            ),
                             "MiB/s",
                             None,
                         ),
