@@ -2,9 +2,9 @@
 
 ``/echo`` answers every binary frame with itself; ``/bulk?bytes=N&chunk=C`` sends N bytes in
 C-byte frames and closes; ``/run?bytes=N`` runs ``head -c N /dev/zero`` and sends its stdout as
-it reads it, a frame per read: the periphery's own way of reading a command (a 1 MiB pipe, reads
-of up to 1 MiB, 4 MiB queued in the socket's writer before waiting), with nothing of the channel
-(no framing, sealing or flow control).
+it reads it, a frame per read: the periphery's own pipe and read loop (``periphery.process``: a
+1 MiB pipe, reads of up to 1 MiB) and the channel's writer depth (4 MiB queued before waiting),
+with nothing of the channel (no framing, sealing or flow control).
 
 The process is otherwise stock aiohttp on stock asyncio and glibc. Not given: the periphery's
 malloc tuning (``protocol.memory.keep_large_buffers``). With it, this server's echo is about 20%
@@ -14,15 +14,19 @@ faster (asyncio's 256 KiB receive buffer per read is no longer mapped and unmapp
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
-_F_SETPIPE_SZ = 1031
-PIPE_BYTES = 1024 * 1024
-WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# The periphery's own pipe and read loop, and the channel's writer depth: the same I/O.
+from periphery.process import _pipe, _pump  # noqa: E402
+from protocol.channel import ChannelSettings  # noqa: E402
+
+WRITE_BUFFER_BYTES = ChannelSettings().write_buffer_bytes
 
 
 async def echo(request: web.Request) -> web.WebSocketResponse:
@@ -53,29 +57,13 @@ async def run(request: web.Request) -> web.WebSocketResponse:
     transport = request.transport
     assert transport is not None
     transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)  # as the channel does
-    read_end, write_end = os.pipe2(os.O_CLOEXEC)
-    fcntl.fcntl(read_end, _F_SETPIPE_SZ, PIPE_BYTES)
-    os.set_blocking(read_end, False)
+    read_end, write_end = _pipe()
     child = await asyncio.create_subprocess_exec(
         "head", "-c", str(total), "/dev/zero", stdout=write_end
     )
     os.close(write_end)
-    loop = asyncio.get_running_loop()
     try:
-        while True:
-            try:
-                data = os.read(read_end, PIPE_BYTES)
-            except BlockingIOError:
-                readable = loop.create_future()
-                loop.add_reader(read_end, readable.set_result, None)
-                try:
-                    await readable
-                finally:
-                    loop.remove_reader(read_end)
-                continue
-            if not data:
-                break
-            await ws.send_bytes(data)
+        await _pump(read_end, ws.send_bytes)
     finally:
         os.close(read_end)
         await child.wait()
